@@ -1,0 +1,13 @@
+//! `loadgen` — meshrig's load engine and test server.
+//!
+//! * [`engine`]: drives HTTP/1.1 and HTTP/2 load against one or more targets, open loop
+//!   (a global schedule of intended send times, latency measured from the intended time
+//!   so coordinated omission is corrected) or closed loop (back-to-back per connection).
+//!   The `meshrig load` command and the scenario runner both drive it.
+//! * [`echo`]: the `meshrig echo` server, with Fortio-compatible query parameters.
+//!
+//! This crate does IO (tokio, hyper, rustls). The result types it fills in live in the
+//! IO-free `results` crate so the simulator can share them.
+
+pub mod echo;
+pub mod pem;

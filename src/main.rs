@@ -1,0 +1,34 @@
+//! `meshrig` — a laboratory for service-mesh behaviour.
+//!
+//! The binary is a thin CLI: each verb parses its flags, turns them into the library
+//! types of the crate that does the work, and maps the outcome to an exit code
+//! (0 ok, 1 the run failed, 2 usage error).
+
+mod echo_cmd;
+mod exit;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A laboratory for service-mesh behaviour.
+#[derive(Debug, Parser)]
+#[command(name = "meshrig", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an echo/test server (Fortio-compatible query parameters).
+    Echo(echo_cmd::EchoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Echo(args) => echo_cmd::run(args),
+    };
+    exit::report("meshrig", outcome)
+}

@@ -1,0 +1,4 @@
+//! Integration tests of the `meshrig` binary and the load engine, one test binary with
+//! a module per concern.
+
+mod support;

@@ -6,6 +6,8 @@
 
 mod echo_cmd;
 mod exit;
+mod load_cmd;
+mod summary;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Send HTTP load to a URL and measure latency (coordinated-omission corrected).
+    Load(Box<load_cmd::LoadArgs>),
     /// Run an echo/test server (Fortio-compatible query parameters).
     Echo(echo_cmd::EchoArgs),
 }
@@ -28,6 +32,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Command::Load(args) => load_cmd::run(*args),
         Command::Echo(args) => echo_cmd::run(args),
     };
     exit::report("meshrig", outcome)

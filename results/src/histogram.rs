@@ -6,8 +6,8 @@
 //! base64 — the same `HISTFAAA…` strings HdrHistogram's own tools read — so results
 //! from separate runs, processes or machines can be merged and re-percentiled exactly.
 
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
 /// Largest latency a histogram records: one hour, in microseconds. Larger values are

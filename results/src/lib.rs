@@ -6,6 +6,7 @@
 //! compared row by row and merged. The schema is documented for users in
 //! `docs/results.md`; every field carries its unit in its name.
 
+pub mod fortio;
 pub mod histogram;
 pub mod schema;
 pub mod units;

@@ -11,7 +11,9 @@ use std::time::Duration;
 pub enum UnitError {
     #[error("empty value (expected a duration such as 100ms, 1.5s or 2m)")]
     Empty,
-    #[error("'{0}' is not a duration (expected a number with a unit: ns, us, ms, s, m, h — e.g. 100ms, 1.5s, 2m30s)")]
+    #[error(
+        "'{0}' is not a duration (expected a number with a unit: ns, us, ms, s, m, h — e.g. 100ms, 1.5s, 2m30s)"
+    )]
     BadDuration(String),
     #[error("'{0}' is negative (a duration must be zero or more)")]
     Negative(String),
@@ -93,7 +95,7 @@ pub fn format_duration(d: Duration) -> String {
     if ns == 0 {
         return "0s".to_owned();
     }
-    if ns >= 60_000_000_000 && ns % 1_000_000_000 == 0 {
+    if ns >= 60_000_000_000 && ns.is_multiple_of(1_000_000_000) {
         let secs = ns / 1_000_000_000;
         let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
         let mut out = String::new();

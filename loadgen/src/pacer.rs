@@ -1,0 +1,114 @@
+//! Precise waiting for the open-loop scheduler.
+//!
+//! tokio's timer has 1 ms granularity — ten request slots at 10k rps — so the pacer
+//! runs on its own OS thread and waits in two phases: it sleeps until shortly before
+//! the deadline (with the thread's timer slack set to 1 ns, so the kernel wakes it on
+//! time), then spins the last few microseconds. How early to wake is learned: the
+//! pacer tracks how late its sleeps actually return and wakes that much early, so it
+//! spins only as long as this machine's wake-up jitter requires. The CPU this costs is
+//! measured (thread CPU time) and reported with every result.
+
+use std::time::{Duration, Instant};
+
+/// Shortest sleep worth asking the kernel for; below this the pacer spins.
+const MIN_SLEEP: Duration = Duration::from_micros(20);
+/// Longest single sleep, so a stop request is noticed promptly.
+const MAX_SLEEP: Duration = Duration::from_millis(20);
+/// Bounds on the learned wake-up margin.
+const MIN_MARGIN_NS: f64 = 5_000.0;
+const MAX_MARGIN_NS: f64 = 2_000_000.0;
+
+/// A waiter that learns how late sleeps return on this machine.
+#[derive(Debug)]
+pub struct PreciseTimer {
+    /// Smoothed oversleep (how late a sleep returns), ns.
+    margin_ns: f64,
+    spins: u64,
+    sleeps: u64,
+}
+
+impl Default for PreciseTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PreciseTimer {
+    /// A timer for the calling thread; also lowers the thread's timer slack.
+    pub fn new() -> Self {
+        crate::sys::set_thread_timer_slack(1);
+        Self {
+            margin_ns: 60_000.0,
+            spins: 0,
+            sleeps: 0,
+        }
+    }
+
+    /// Blocks the calling thread until `deadline`. Returns early (false) if `stop`
+    /// becomes true; returns true once the deadline has passed. A deadline in the past
+    /// returns at once.
+    pub fn wait_until(&mut self, deadline: Instant, stop: impl Fn() -> bool) -> bool {
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            if stop() {
+                return false;
+            }
+            let remaining = deadline - now;
+            let margin = Duration::from_nanos(self.margin_ns as u64);
+            if remaining > margin + MIN_SLEEP {
+                let want = (remaining - margin).min(MAX_SLEEP);
+                let asked_at = Instant::now();
+                std::thread::sleep(want);
+                self.sleeps += 1;
+                let over = asked_at.elapsed().saturating_sub(want).as_nanos() as f64;
+                // Rise fast on a late wake-up, decay slowly: a late send is worse than
+                // a few more microseconds of spinning.
+                let target = over * 1.5;
+                self.margin_ns = if target > self.margin_ns {
+                    0.5 * self.margin_ns + 0.5 * target
+                } else {
+                    0.95 * self.margin_ns + 0.05 * target
+                }
+                .clamp(MIN_MARGIN_NS, MAX_MARGIN_NS);
+            } else {
+                while Instant::now() < deadline {
+                    std::hint::spin_loop();
+                }
+                self.spins += 1;
+                return true;
+            }
+        }
+    }
+
+    /// The current learned wake-up margin.
+    pub fn margin(&self) -> Duration {
+        Duration::from_nanos(self.margin_ns as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_returns_before_the_deadline() {
+        let mut t = PreciseTimer::new();
+        for i in 0..50u64 {
+            let deadline = Instant::now() + Duration::from_micros(50 + 37 * i);
+            assert!(t.wait_until(deadline, || false));
+            assert!(Instant::now() >= deadline);
+        }
+        assert!(t.margin() >= Duration::from_nanos(MIN_MARGIN_NS as u64));
+    }
+
+    #[test]
+    fn past_deadline_returns_immediately_and_stop_is_honoured() {
+        let mut t = PreciseTimer::new();
+        assert!(t.wait_until(Instant::now() - Duration::from_millis(1), || true));
+        let far = Instant::now() + Duration::from_secs(3600);
+        assert!(!t.wait_until(far, || true));
+    }
+}

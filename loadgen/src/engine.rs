@@ -218,6 +218,9 @@ pub struct TargetReport {
     pub interrupted: bool,
     /// Requests the schedule handed out (open loop) or workers started (closed loop).
     pub issued: u64,
+    /// Open loop: requests scheduled within the duration that could not be sent before
+    /// it ended (every connection was busy).
+    pub unsent: u64,
     /// Intended offset of the last scheduled request (open loop).
     pub last_intended_offset: Option<Duration>,
     /// CPU time of the pacer thread.
@@ -273,6 +276,7 @@ pub async fn run(
             timeout: p.config.timeout,
             stop: stop.clone(),
             issued: AtomicU64::new(0),
+            unsent: AtomicU64::new(0),
             max_requests: p.config.max_requests,
             duration: p.config.duration,
             closed_loop: p.config.rate.is_closed_loop(),
@@ -312,7 +316,7 @@ pub async fn run(
         let run = run.clone();
         let handle = std::thread::Builder::new()
             .name("meshrig-pacer".into())
-            .spawn(move || pace(schedule, start, limits, tx, stop, &run.issued))
+            .spawn(move || pace(schedule, start, limits, tx, stop, &run))
             .expect("spawn pacer thread");
         pacers.push(Some(handle));
     }
@@ -385,6 +389,7 @@ pub async fn run(
             start,
             interrupted,
             issued: run.issued.load(Ordering::Relaxed),
+            unsent: run.unsent.load(Ordering::Relaxed),
             last_intended_offset,
             scheduler_cpu,
         });
@@ -511,6 +516,9 @@ struct TargetRun {
     timeout: Duration,
     stop: StopHandle,
     issued: AtomicU64,
+    /// Open loop: requests scheduled before the end of the duration that could not be
+    /// sent before it ended.
+    unsent: AtomicU64,
     max_requests: Option<u64>,
     duration: Option<Duration>,
     closed_loop: bool,
@@ -622,6 +630,11 @@ async fn worker(
             break;
         }
         let actual = Instant::now();
+        if intended.is_some() && run.duration.is_some_and(|d| actual >= start + d) {
+            // The run is over: a ticket still queued is counted, not sent.
+            run.unsent.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let intended = intended.unwrap_or(actual);
         let deadline = TokioInstant::from_std(actual + run.timeout);
         let outcome = send_one(&run.endpoint, &mut conn, deadline).await;
@@ -676,23 +689,38 @@ struct PacerReport {
 }
 
 /// The pacer: hands out tickets at their intended times until the schedule, the
-/// duration or the count ends, or the run is stopped.
+/// duration or the count ends, or the run is stopped. When it is so far behind that
+/// the duration is over, the requests still owed are counted as unsent, not sent late.
 fn pace(
     mut schedule: Schedule,
     start: Instant,
     (duration, max_requests): (Option<Duration>, Option<u64>),
     tx: async_channel::Sender<Ticket>,
     stop: StopHandle,
-    issued: &AtomicU64,
+    run: &TargetRun,
 ) -> PacerReport {
     let mut timer = PreciseTimer::new();
     let mut last_offset = None;
+    let end = duration.map(|d| start + d);
     while let Some(offset) = schedule.next_offset() {
         if duration.is_some_and(|d| offset >= d) {
             break;
         }
         if max_requests.is_some_and(|n| schedule.next_index() > n) {
             break;
+        }
+        if let (Some(end), Some(d)) = (end, duration) {
+            if Instant::now() >= end {
+                let mut owed = 1u64;
+                while let Some(o) = schedule.next_offset() {
+                    if o >= d || max_requests.is_some_and(|n| schedule.next_index() > n) {
+                        break;
+                    }
+                    owed += 1;
+                }
+                run.unsent.fetch_add(owed, Ordering::Relaxed);
+                break;
+            }
         }
         let intended = start + offset;
         if !timer.wait_until(intended, || stop.is_stopped()) {
@@ -701,7 +729,7 @@ fn pace(
         if tx.send_blocking(Ticket { intended }).is_err() {
             break;
         }
-        issued.fetch_add(1, Ordering::Relaxed);
+        run.issued.fetch_add(1, Ordering::Relaxed);
         last_offset = Some(offset);
     }
     PacerReport {

@@ -735,6 +735,7 @@ mod tests {
             bytes_received: 413 * 90,
             schedule: ScheduleReport {
                 target_met: true,
+                unsent_total: 0,
                 behind_max_us: 0,
                 behind_at_end_us: 0,
                 scheduler_cpu_ns: 0,

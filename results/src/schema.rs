@@ -119,9 +119,13 @@ pub enum LoadMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleReport {
-    /// True when the achieved rate is within 1% of the target (always true in closed
-    /// loop, where there is no target).
+    /// True when every scheduled request was sent and the last one no later than 1%
+    /// of the scheduled span (at least 1 ms) after its intended time. Always true in
+    /// closed loop, where there is no target.
     pub target_met: bool,
+    /// Requests scheduled within the duration that could not be sent before it ended
+    /// (every connection was busy). They are not in `requests_total`.
+    pub unsent_total: u64,
     /// The largest lag of a send behind its intended time, µs.
     pub behind_max_us: u64,
     /// The lag of the last send behind its intended time, µs.

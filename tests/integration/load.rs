@@ -347,3 +347,29 @@ fn bad_input_exits_2_with_a_message() {
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
     }
 }
+
+/// A rate the server cannot sustain: the result says so (summary, warning, schedule),
+/// the run still ends when `-t` ends, and every scheduled request is accounted for as
+/// either sent or unsent.
+#[test]
+fn unreachable_rate_is_reported_and_the_run_ends_on_time() {
+    let echo = spawn_echo(&[]);
+    // 2 connections × 20 ms per request: at most ~100 rps of the 500 asked for.
+    let (code, r, stderr) = load(&["--qps", "500", "-t", "1s", "-c", "2", &echo.url("/?delay=20ms")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(r["schedule"]["target_met"], false);
+    assert!(stderr.contains("target rate not met"), "{stderr}");
+    let sent = u(&r, "/requests_total");
+    let unsent = u(&r, "/schedule/unsent_total");
+    assert_eq!(sent + unsent, 500, "sent {sent} + unsent {unsent}");
+    assert!(sent <= 110, "{sent}");
+    assert!(u(&r, "/schedule/behind_max_us") > 100_000);
+    assert!(
+        u(&r, "/duration_ns") < 1_500_000_000,
+        "the run stops at -t instead of sending a backlog: {}",
+        r["duration_ns"]
+    );
+    // Corrected latency sees the queueing; uncorrected sees ~20 ms per request.
+    assert!(u(&r, "/latency_us/p50") > 100_000);
+    assert!(u(&r, "/latency_uncorrected_us/p50") < 100_000);
+}

@@ -188,11 +188,11 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
 
     // Files first, so a closed stdout cannot lose the result.
     let mut write_failed = false;
-    if let Some(path) = &args.json {
-        if let Err(e) = write_json(path, &result) {
-            eprintln!("meshrig load: error: --json {}: {e:#}", path.display());
-            write_failed = true;
-        }
+    if let Some(path) = &args.json
+        && let Err(e) = write_json(path, &result)
+    {
+        eprintln!("meshrig load: error: --json {}: {e:#}", path.display());
+        write_failed = true;
     }
     if let Some(path) = &args.fortio_json {
         let written = results::fortio::FortioResult::from_load(&result)

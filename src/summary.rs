@@ -119,11 +119,11 @@ pub fn render(r: &LoadResult) -> String {
         fmt_us(c.stdev.round() as u64),
         fmt_us(u.stdev.round() as u64)
     );
-    if let Ok(rec) = c.recorder() {
-        if !rec.is_empty() {
-            let _ = writeln!(out, "\n  corrected latency histogram");
-            out.push_str(&text_histogram(&rec, 10, 40));
-        }
+    if let Ok(rec) = c.recorder()
+        && !rec.is_empty()
+    {
+        let _ = writeln!(out, "\n  corrected latency histogram");
+        out.push_str(&text_histogram(&rec, 10, 40));
     }
     out
 }

@@ -372,10 +372,10 @@ impl H2Slot {
         deadline: TokioInstant,
     ) -> Result<(u64, Sender), ErrorKind> {
         let mut guard = self.inner.lock().await;
-        if let Some((generation, sender)) = guard.as_ref() {
-            if !sender.is_closed() {
-                return Ok((*generation, Sender::H2(sender.clone())));
-            }
+        if let Some((generation, sender)) = guard.as_ref()
+            && !sender.is_closed()
+        {
+            return Ok((*generation, Sender::H2(sender.clone())));
         }
         match endpoint.connect(deadline).await? {
             Sender::H2(sender) => {

@@ -475,12 +475,12 @@ async fn prepare(config: TargetConfig) -> Result<Prepared, ConfigError> {
     let uri = match config.version {
         HttpVersion::Http2 => url.clone(),
         HttpVersion::Http1 => {
-            if !headers.contains_key(HOST) {
-                if let Some(auth) = url.authority() {
-                    let value = HeaderValue::from_str(auth.as_str())
-                        .map_err(|_| ConfigError::NoHost(url.to_string()))?;
-                    headers.insert(HOST, value);
-                }
+            if !headers.contains_key(HOST)
+                && let Some(auth) = url.authority()
+            {
+                let value = HeaderValue::from_str(auth.as_str())
+                    .map_err(|_| ConfigError::NoHost(url.to_string()))?;
+                headers.insert(HOST, value);
             }
             let pq = url.path_and_query().map_or("/", |p| p.as_str());
             pq.parse::<Uri>()
@@ -709,18 +709,18 @@ fn pace(
         if max_requests.is_some_and(|n| schedule.next_index() > n) {
             break;
         }
-        if let (Some(end), Some(d)) = (end, duration) {
-            if Instant::now() >= end {
-                let mut owed = 1u64;
-                while let Some(o) = schedule.next_offset() {
-                    if o >= d || max_requests.is_some_and(|n| schedule.next_index() > n) {
-                        break;
-                    }
-                    owed += 1;
+        if let (Some(end), Some(d)) = (end, duration)
+            && Instant::now() >= end
+        {
+            let mut owed = 1u64;
+            while let Some(o) = schedule.next_offset() {
+                if o >= d || max_requests.is_some_and(|n| schedule.next_index() > n) {
+                    break;
                 }
-                run.unsent.fetch_add(owed, Ordering::Relaxed);
-                break;
+                owed += 1;
             }
+            run.unsent.fetch_add(owed, Ordering::Relaxed);
+            break;
         }
         let intended = start + offset;
         if !timer.wait_until(intended, || stop.is_stopped()) {

@@ -355,7 +355,15 @@ fn bad_input_exits_2_with_a_message() {
 fn unreachable_rate_is_reported_and_the_run_ends_on_time() {
     let echo = spawn_echo(&[]);
     // 2 connections × 20 ms per request: at most ~100 rps of the 500 asked for.
-    let (code, r, stderr) = load(&["--qps", "500", "-t", "1s", "-c", "2", &echo.url("/?delay=20ms")]);
+    let (code, r, stderr) = load(&[
+        "--qps",
+        "500",
+        "-t",
+        "1s",
+        "-c",
+        "2",
+        &echo.url("/?delay=20ms"),
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(r["schedule"]["target_met"], false);
     assert!(stderr.contains("target rate not met"), "{stderr}");

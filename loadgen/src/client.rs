@@ -1,9 +1,10 @@
-//! Connections and requests: TCP (+ TLS) connect, HTTP/1.1 or HTTP/2 handshake with
-//! hyper, one request/response exchange, and the classification of what went wrong.
+//! Connections and requests: TCP (+ TLS) connect, the HTTP/1.1 or HTTP/2 connection,
+//! one request/response exchange, and the classification of what went wrong.
 //!
 //! A worker owns an HTTP/1.1 connection outright (one request at a time, keep-alive,
-//! reconnect when the server closes it). HTTP/2 connections are shared by several
-//! workers through a [`H2Slot`], so one connection carries several streams at once.
+//! reconnect when the server closes it) and drives it in its own task ([`crate::h1`]).
+//! HTTP/2 runs on hyper; its connections are shared by several workers through a
+//! [`H2Slot`], so one connection carries several streams at once.
 
 use std::error::Error as _;
 use std::net::SocketAddr;
@@ -11,13 +12,14 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::{Instant as TokioInstant, timeout_at};
 use tokio_rustls::TlsConnector;
 
+use crate::h1::{H1Conn, H1Error, Stream};
 use crate::stats::{ErrorKind, Outcome};
 
 /// The HTTP version to speak.
@@ -45,10 +47,12 @@ pub(crate) struct Endpoint {
     pub tls: Option<(TlsConnector, ServerName<'static>)>,
     pub version: HttpVersion,
     pub method: Method,
-    /// Absolute URI (HTTP/2) or origin-form path and query (HTTP/1.1).
+    /// Absolute URI (HTTP/2).
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The whole HTTP/1.1 request, built once.
+    pub h1_request: Bytes,
     pub group_by: Option<HeaderName>,
     /// Bytes one request puts on the wire (HTTP/1.1-equivalent estimate).
     pub request_bytes: u64,
@@ -56,7 +60,7 @@ pub(crate) struct Endpoint {
 
 /// A live connection's request handle.
 pub(crate) enum Sender {
-    H1(http1::SendRequest<Full<Bytes>>),
+    H1(Box<H1Conn>),
     H2(http2::SendRequest<Full<Bytes>>),
 }
 
@@ -140,45 +144,40 @@ impl Endpoint {
         let tcp = tcp.ok_or(last)?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => self.handshake(TokioIo::new(tcp)).await,
+            None => match self.version {
+                HttpVersion::Http1 => Ok(Sender::H1(Box::new(H1Conn::new(Stream::Plain(tcp))))),
+                HttpVersion::Http2 => self.h2_handshake(TokioIo::new(tcp)).await,
+            },
             Some((connector, name)) => {
                 let tls = connector
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(|_| ErrorKind::Tls)?;
                 let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                if self.version == HttpVersion::Http2 && !alpn_h2 {
+                match self.version {
+                    HttpVersion::Http1 => Ok(Sender::H1(Box::new(H1Conn::new(Stream::Tls(
+                        Box::new(tls),
+                    ))))),
                     // The server did not agree to HTTP/2.
-                    return Err(ErrorKind::Protocol);
+                    HttpVersion::Http2 if !alpn_h2 => Err(ErrorKind::Protocol),
+                    HttpVersion::Http2 => self.h2_handshake(TokioIo::new(tls)).await,
                 }
-                self.handshake(TokioIo::new(tls)).await
             }
         }
     }
 
-    async fn handshake<I>(&self, io: I) -> Result<Sender, ErrorKind>
+    async fn h2_handshake<I>(&self, io: I) -> Result<Sender, ErrorKind>
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        match self.version {
-            HttpVersion::Http1 => {
-                let (sender, conn) = http1::handshake(io).await.map_err(|e| classify_hyper(&e))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                Ok(Sender::H1(sender))
-            }
-            HttpVersion::Http2 => {
-                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                    .handshake(io)
-                    .await
-                    .map_err(|e| classify_hyper(&e))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                Ok(Sender::H2(sender))
-            }
-        }
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .handshake(io)
+            .await
+            .map_err(|e| classify_hyper(&e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Sender::H2(sender))
     }
 
     fn request(&self) -> Request<Full<Bytes>> {
@@ -215,11 +214,26 @@ impl Endpoint {
             stale: true,
         };
         let response = match sender {
-            Sender::H1(s) => {
-                if let Err(e) = s.ready().await {
-                    return stale(classify_hyper(&e));
-                }
-                s.send_request(self.request()).await
+            Sender::H1(conn) => {
+                let head_only = self.method == Method::HEAD;
+                return match conn
+                    .exchange(&self.h1_request, head_only, self.group_by.as_ref())
+                    .await
+                {
+                    Ok(r) => Exchange {
+                        outcome: OwnedOutcome::Response {
+                            status: r.status,
+                            body_bytes: r.body_bytes,
+                            header_bytes: r.header_bytes,
+                            group_missing: self.group_by.is_some() && r.group.is_none(),
+                            group: r.group,
+                        },
+                        reusable: r.keep_alive,
+                        stale: false,
+                    },
+                    Err(H1Error::Stale) => stale(ErrorKind::Reset),
+                    Err(H1Error::Failed(kind)) => fail(kind),
+                };
             }
             Sender::H2(s) => {
                 if let Err(e) = s.ready().await {
@@ -233,11 +247,6 @@ impl Endpoint {
             Err(e) => return fail(classify_hyper(&e)),
         };
         let status = response.status().as_u16();
-        let close = matches!(sender, Sender::H1(_))
-            && response
-                .headers()
-                .get(http::header::CONNECTION)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let header_bytes = header_size(response.headers());
         let (group, group_missing) = match &self.group_by {
             Some(name) => match response.headers().get(name) {
@@ -269,17 +278,18 @@ impl Endpoint {
                 group,
                 group_missing,
             },
-            reusable: !close,
+            reusable: true,
             stale: false,
         }
     }
 }
 
 impl Sender {
-    /// True when the connection can no longer carry requests.
+    /// True when the connection can no longer carry requests. (An HTTP/1.1 connection
+    /// that cannot be reused is dropped by its worker as soon as that is known.)
     pub fn is_closed(&self) -> bool {
         match self {
-            Sender::H1(s) => s.is_closed(),
+            Sender::H1(_) => false,
             Sender::H2(s) => s.is_closed(),
         }
     }
@@ -307,16 +317,9 @@ pub(crate) fn request_size(method: &Method, uri: &Uri, headers: &HeaderMap, body
 }
 
 fn classify_io(e: &std::io::Error, connecting: bool) -> ErrorKind {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::ConnectionRefused => ErrorKind::ConnectRefused,
-        K::TimedOut if connecting => ErrorKind::ConnectTimeout,
-        K::TimedOut => ErrorKind::Timeout,
-        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
-            ErrorKind::Reset
-        }
-        K::InvalidData => ErrorKind::Protocol,
-        _ => ErrorKind::Other,
+    match crate::h1::classify(e) {
+        ErrorKind::Timeout if connecting => ErrorKind::ConnectTimeout,
+        kind => kind,
     }
 }
 

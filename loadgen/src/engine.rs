@@ -472,30 +472,35 @@ async fn prepare(config: TargetConfig) -> Result<Prepared, ConfigError> {
             HeaderValue::from_static(concat!("meshrig/", env!("CARGO_PKG_VERSION"))),
         );
     }
-    let uri = match config.version {
-        HttpVersion::Http2 => url.clone(),
-        HttpVersion::Http1 => {
-            if !headers.contains_key(HOST)
-                && let Some(auth) = url.authority()
-            {
-                let value = HeaderValue::from_str(auth.as_str())
-                    .map_err(|_| ConfigError::NoHost(url.to_string()))?;
-                headers.insert(HOST, value);
-            }
-            let pq = url.path_and_query().map_or("/", |p| p.as_str());
-            pq.parse::<Uri>()
-                .map_err(|_| ConfigError::NoHost(url.to_string()))?
+    let h1_request = {
+        let mut h1_headers = headers.clone();
+        if !h1_headers.contains_key(HOST)
+            && let Some(auth) = url.authority()
+        {
+            let value = HeaderValue::from_str(auth.as_str())
+                .map_err(|_| ConfigError::NoHost(url.to_string()))?;
+            h1_headers.insert(HOST, value);
         }
+        Bytes::from(crate::h1::request_bytes(
+            &config.method,
+            &url,
+            &h1_headers,
+            &config.body,
+        ))
     };
-    let request_bytes = request_size(&config.method, &url, &headers, config.body.len());
+    let request_bytes = match config.version {
+        HttpVersion::Http1 => h1_request.len() as u64,
+        HttpVersion::Http2 => request_size(&config.method, &url, &headers, config.body.len()),
+    };
     let endpoint = Endpoint {
         addrs,
         tls,
         version: config.version,
         method: config.method.clone(),
-        uri,
+        uri: url.clone(),
         headers,
         body: config.body.clone(),
+        h1_request,
         group_by: config.group_by_header.clone(),
         request_bytes,
     };
@@ -630,7 +635,7 @@ async fn worker(
             break;
         }
         let actual = Instant::now();
-        if intended.is_some() && run.duration.is_some_and(|d| actual >= start + d) {
+        if intended.is_some() && run.duration.is_some_and(|d| actual >= start + d + grace(d)) {
             // The run is over: a ticket still queued is counted, not sent.
             run.unsent.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -681,6 +686,12 @@ async fn send_one(endpoint: &Endpoint, conn: &mut Conn, deadline: TokioInstant) 
     unreachable!("the loop returns on its second attempt")
 }
 
+/// How long after the end of the duration a late request may still be sent: 1% of
+/// the duration, at least 1 ms (the same allowance `schedule.target_met` gives).
+pub(crate) fn grace(duration: Duration) -> Duration {
+    (duration / 100).max(Duration::from_millis(1))
+}
+
 /// What a pacer thread reports when it ends.
 #[derive(Debug, Default)]
 struct PacerReport {
@@ -701,7 +712,7 @@ fn pace(
 ) -> PacerReport {
     let mut timer = PreciseTimer::new();
     let mut last_offset = None;
-    let end = duration.map(|d| start + d);
+    let end = duration.map(|d| start + d + grace(d));
     while let Some(offset) = schedule.next_offset() {
         if duration.is_some_and(|d| offset >= d) {
             break;

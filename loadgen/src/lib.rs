@@ -15,6 +15,7 @@
 mod client;
 pub mod echo;
 pub mod engine;
+pub mod h1;
 pub mod pacer;
 pub mod pem;
 pub mod report;

@@ -3,9 +3,11 @@
 //! tokio's timer has 1 ms granularity — ten request slots at 10k rps — so the pacer
 //! runs on its own OS thread and waits in two phases: it sleeps until shortly before
 //! the deadline (with the thread's timer slack set to 1 ns, so the kernel wakes it on
-//! time), then spins the last few microseconds. How early to wake is learned: the
-//! pacer tracks how late its sleeps actually return and wakes that much early, so it
-//! spins only as long as this machine's wake-up jitter requires. The CPU this costs is
+//! time), then waits out the last stretch yielding the CPU (so a worker thread that
+//! shares the core can run) and spins only the final microseconds. How early to wake
+//! is learned: the pacer keeps a running mean of how late its sleeps return and wakes
+//! that much (plus 10 µs) early, so it spins only as long as this machine's typical
+//! wake-up delay requires. The CPU this costs is
 //! measured (thread CPU time) and reported with every result.
 
 use std::time::{Duration, Instant};
@@ -16,13 +18,21 @@ const MIN_SLEEP: Duration = Duration::from_micros(20);
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 /// Bounds on the learned wake-up margin.
 const MIN_MARGIN_NS: f64 = 5_000.0;
-const MAX_MARGIN_NS: f64 = 2_000_000.0;
+const MAX_MARGIN_NS: f64 = 500_000.0;
+/// Added to the typical oversleep: covers most of the wake-up jitter above it without
+/// spinning through the whole tail.
+const MARGIN_HEADROOM_NS: f64 = 10_000.0;
+/// Weight of the newest oversleep in the running mean.
+const MARGIN_ALPHA: f64 = 0.1;
+/// In the final phase, yield the CPU while more than this remains, so a worker that
+/// shares the core can run; spin tightly only for the last microseconds.
+const YIELD_ABOVE: Duration = Duration::from_micros(8);
 
 /// A waiter that learns how late sleeps return on this machine.
 #[derive(Debug)]
 pub struct PreciseTimer {
-    /// Smoothed oversleep (how late a sleep returns), ns.
-    margin_ns: f64,
+    /// Running mean of how late a sleep returns, ns.
+    oversleep_ns: f64,
     spins: u64,
     sleeps: u64,
 }
@@ -38,10 +48,14 @@ impl PreciseTimer {
     pub fn new() -> Self {
         crate::sys::set_thread_timer_slack(1);
         Self {
-            margin_ns: 60_000.0,
+            oversleep_ns: 20_000.0,
             spins: 0,
             sleeps: 0,
         }
+    }
+
+    fn margin_ns(&self) -> f64 {
+        (self.oversleep_ns + MARGIN_HEADROOM_NS).clamp(MIN_MARGIN_NS, MAX_MARGIN_NS)
     }
 
     /// Blocks the calling thread until `deadline`. Returns early (false) if `stop`
@@ -57,25 +71,27 @@ impl PreciseTimer {
                 return false;
             }
             let remaining = deadline - now;
-            let margin = Duration::from_nanos(self.margin_ns as u64);
+            let margin = Duration::from_nanos(self.margin_ns() as u64);
             if remaining > margin + MIN_SLEEP {
                 let want = (remaining - margin).min(MAX_SLEEP);
                 let asked_at = Instant::now();
                 std::thread::sleep(want);
                 self.sleeps += 1;
                 let over = asked_at.elapsed().saturating_sub(want).as_nanos() as f64;
-                // Rise fast on a late wake-up, decay slowly: a late send is worse than
-                // a few more microseconds of spinning.
-                let target = over * 1.5;
-                self.margin_ns = if target > self.margin_ns {
-                    0.5 * self.margin_ns + 0.5 * target
-                } else {
-                    0.95 * self.margin_ns + 0.05 * target
-                }
-                .clamp(MIN_MARGIN_NS, MAX_MARGIN_NS);
+                // A running mean of how late sleeps return; rare long wake-ups move it
+                // a little, so the pacer does not spin through every interval after one.
+                self.oversleep_ns += MARGIN_ALPHA * (over.min(MAX_MARGIN_NS) - self.oversleep_ns);
             } else {
-                while Instant::now() < deadline {
-                    std::hint::spin_loop();
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    if left > YIELD_ABOVE {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
                 }
                 self.spins += 1;
                 return true;
@@ -85,7 +101,7 @@ impl PreciseTimer {
 
     /// The current learned wake-up margin.
     pub fn margin(&self) -> Duration {
-        Duration::from_nanos(self.margin_ns as u64)
+        Duration::from_nanos(self.margin_ns() as u64)
     }
 }
 

@@ -381,3 +381,43 @@ fn unreachable_rate_is_reported_and_the_run_ends_on_time() {
     assert!(u(&r, "/latency_us/p50") > 100_000);
     assert!(u(&r, "/latency_uncorrected_us/p50") < 100_000);
 }
+
+/// HTTPS against `meshrig echo --cert --key`, verified with `--cacert`, over HTTP/1.1
+/// and over HTTP/2 negotiated by ALPN; an untrusted server is a `tls` error.
+#[test]
+fn https_with_cacert_over_http1_and_http2() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    let cert = format!("{data}/echo-cert.pem");
+    let key = format!("{data}/echo-key.pem");
+    let ca = format!("{data}/echo-ca.pem");
+    let echo = spawn_echo(&["--cert", &cert, "--key", &key]);
+    let url = format!("https://127.0.0.1:{}/?size=100", echo.addr.port());
+    let (code, r, stderr) = load(&["-n", "40", "-c", "2", "--cacert", &ca, &url]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(u(&r, "/status_codes/200"), 40);
+    assert_eq!(r["target"]["tls"], true);
+    assert_eq!(u(&r, "/bytes_received"), 4000);
+    let (code, r, stderr) = load(&["-n", "40", "-c", "1", "--http2", "--cacert", &ca, &url]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(u(&r, "/status_codes/200"), 40);
+    assert_eq!(r["target"]["http_version"], "h2");
+    // Without the CA the server is not trusted (no system root signs it).
+    let (code, r, _) = load(&["-n", "5", "--cacert", &cert, &url]);
+    assert_eq!(code, 1);
+    assert_eq!(u(&r, "/errors/tls"), 5);
+    // --insecure skips verification.
+    let (code, r, stderr) = load(&["-n", "5", "--insecure", &url]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(u(&r, "/success_total"), 5);
+}
+
+/// Responses that close the connection (`close=true`) are not errors: the next
+/// request opens a new connection.
+#[test]
+fn connection_close_responses_reconnect_without_errors() {
+    let echo = spawn_echo(&[]);
+    let (code, r, stderr) = load(&["-n", "200", "-c", "2", &echo.url("/?close=true")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(u(&r, "/status_codes/200"), 200);
+    assert_eq!(u(&r, "/errors_total"), 0);
+}

@@ -24,6 +24,8 @@ const MAX_MARGIN_NS: f64 = 500_000.0;
 const MARGIN_HEADROOM_NS: f64 = 10_000.0;
 /// Weight of the newest oversleep in the running mean.
 const MARGIN_ALPHA: f64 = 0.1;
+/// Factor applied to the oversleep estimate after each wait that did not sleep.
+const SPIN_DECAY: f64 = 0.98;
 /// In the final phase, yield the CPU while more than this remains, so a worker that
 /// shares the core can run; spin tightly only for the last microseconds.
 const YIELD_ABOVE: Duration = Duration::from_micros(8);
@@ -94,6 +96,10 @@ impl PreciseTimer {
                     }
                 }
                 self.spins += 1;
+                // Decay the estimate while not sleeping: otherwise one long oversleep
+                // could push the margin past the send interval, after which the pacer
+                // would never sleep (and never re-measure) again, spinning for good.
+                self.oversleep_ns *= SPIN_DECAY;
                 return true;
             }
         }
@@ -118,6 +124,19 @@ mod tests {
             assert!(Instant::now() >= deadline);
         }
         assert!(t.margin() >= Duration::from_nanos(MIN_MARGIN_NS as u64));
+    }
+
+    /// After a burst of late wake-ups the margin comes back down even while every
+    /// wait is short enough to be spun, so the pacer returns to sleeping.
+    #[test]
+    fn margin_recovers_after_a_long_oversleep() {
+        let mut t = PreciseTimer::new();
+        t.oversleep_ns = MAX_MARGIN_NS;
+        for _ in 0..400 {
+            let deadline = Instant::now() + Duration::from_micros(50);
+            t.wait_until(deadline, || false);
+        }
+        assert!(t.margin() < Duration::from_micros(100), "{:?}", t.margin());
     }
 
     #[test]

@@ -1,0 +1,37 @@
+//! `mesh-core` — every decision the mesh makes, written once.
+//!
+//! The Istio configuration model (parsing, validation) and the sans-IO policy engine:
+//! routing, load balancing, retries with budgets, outlier detection, connection-pool
+//! limits, fault injection, authorization, and the workload-certificate lifecycle. The
+//! real proxy (tokio) and the simulator both drive this crate, so what the simulator
+//! predicts is about the same logic the proxy runs.
+//!
+//! What it is not: it never reads the clock (`now: Time` is passed in), never uses
+//! unseeded randomness (`rng: &mut impl rand::Rng` is passed in), never touches a
+//! socket, spawns a task or iterates a `HashMap` where the order could leak into a
+//! decision. `clippy.toml` beside this crate enforces it. Decisions are returned as
+//! values, with a decision trace for teaching and the event log.
+//!
+//! Modules:
+//! * [`config`] — Istio resources from YAML, with positions; validation.
+//! * [`route`] — VirtualService matching and the routing decision.
+//! * [`lb`] — load balancers and locality-aware failover.
+//! * [`outlier`] — outlier detection (ejection) with Envoy semantics.
+//! * [`retry`] — retry policy, backoff and retry budgets.
+//! * [`pool`] — connection-pool limits (circuit breaking).
+//! * [`security`] — SPIFFE IDs, PeerAuthentication, client TLS modes, AuthorizationPolicy.
+//! * [`identity`] — the workload certificate lifecycle state machine.
+
+pub mod config;
+pub mod endpoint;
+pub mod identity;
+pub mod lb;
+pub mod outlier;
+pub mod pool;
+pub mod retry;
+pub mod route;
+pub mod security;
+pub mod time;
+
+pub use endpoint::{Endpoint, EndpointId, Locality};
+pub use time::Time;

@@ -7,6 +7,7 @@
 //! percentages, in that order, so a seeded driver gets the same decisions.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -65,7 +66,7 @@ pub enum RouteOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Forward {
     /// Every destination of the rule with its weight (a split has several).
-    pub destinations: Vec<WeightedDestination>,
+    pub destinations: Arc<[WeightedDestination]>,
     /// Index into `destinations` of the one chosen for this request.
     pub chosen: usize,
     pub rewrite: Option<Rewrite>,
@@ -81,7 +82,7 @@ pub struct Forward {
     /// Mirrors that this request is copied to (after their percentage draws).
     pub mirrors: Vec<Destination>,
     /// Route-level then destination-level header operations.
-    pub headers: HeaderOps,
+    pub headers: Arc<HeaderOps>,
 }
 
 impl Forward {
@@ -96,21 +97,43 @@ impl Forward {
 pub struct RouteTrace {
     /// The host after expansion (`reviews.default.svc.cluster.local`).
     pub host: String,
-    /// `exact`, `wildcard *.example.com`, or `none`.
-    pub host_match: String,
+    /// How the host found its VirtualService.
+    pub host_match: HostMatch,
     /// `namespace/name` of the VirtualService used.
-    pub virtual_service: Option<String>,
+    pub virtual_service: Option<Arc<str>>,
     /// Index of the matched `http` rule and its name.
     pub rule: Option<usize>,
     pub rule_name: Option<String>,
     /// Which `match` block matched (index), if the rule had any.
     pub match_index: Option<usize>,
     /// Source location of the rule.
-    pub origin: Option<String>,
+    pub origin: Option<Arc<str>>,
     /// Rules skipped before the match, and why (only with `explain`).
     pub skipped: Vec<SkippedRule>,
     /// Other VirtualServices that also claim the host but were not used.
     pub shadowed: Vec<String>,
+}
+
+/// How a host found its VirtualService.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(tag = "kind", content = "pattern", rename_all = "snake_case")]
+pub enum HostMatch {
+    /// No VirtualService claims the host.
+    #[default]
+    None,
+    Exact,
+    /// A wildcard host, e.g. `*.example.com` (`*` alone matches everything).
+    Wildcard(Arc<str>),
+}
+
+impl std::fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostMatch::None => f.write_str("none"),
+            HostMatch::Exact => f.write_str("exact"),
+            HostMatch::Wildcard(p) => write!(f, "wildcard {p}"),
+        }
+    }
 }
 
 /// A rule that did not match, and the first condition that failed in each block.
@@ -172,12 +195,9 @@ pub fn decide(
     explain: bool,
 ) -> RouteDecision {
     let (host, port) = expand_authority(req.authority, req.source_namespace);
-    let mut trace = RouteTrace {
-        host: host.clone(),
-        host_match: "none".to_owned(),
-        ..RouteTrace::default()
-    };
-    let Some((vs, how)) = lookup(table, &host, req.gateway, explain, &mut trace) else {
+    let mut trace = RouteTrace::default();
+    let Some((index, how)) = lookup(table, &host, req.gateway, explain, &mut trace) else {
+        trace.host = host.clone();
         return RouteDecision {
             outcome: RouteOutcome::Passthrough {
                 destination: Destination {
@@ -190,8 +210,10 @@ pub fn decide(
             trace,
         };
     };
+    trace.host = host;
     trace.host_match = how;
-    trace.virtual_service = Some(format!("{}/{}", vs.namespace, vs.name));
+    let vs = &table.services[index];
+    trace.virtual_service = Some(table.ids[index].clone());
     let (path, query) = req.path.split_once('?').unwrap_or((req.path, ""));
     for (i, rule) in vs.http.iter().enumerate() {
         let mut reasons = Vec::new();
@@ -233,30 +255,29 @@ pub fn decide(
     }
 }
 
-fn lookup<'t>(
-    table: &'t RouteTable,
+fn lookup(
+    table: &RouteTable,
     host: &str,
     gateway: &str,
     explain: bool,
     trace: &mut RouteTrace,
-) -> Option<(&'t VirtualServiceRoutes, String)> {
-    let name = |vs: &VirtualServiceRoutes| format!("{}/{}", vs.namespace, vs.name);
+) -> Option<(usize, HostMatch)> {
     if let Some(indices) = table.exact.get(host) {
         let mut bound = indices
             .iter()
-            .map(|&i| &table.services[i])
-            .filter(|vs| vs.bound_to(gateway));
-        if let Some(vs) = bound.next() {
+            .copied()
+            .filter(|&i| table.services[i].bound_to(gateway));
+        if let Some(first) = bound.next() {
             if explain {
-                trace.shadowed = bound.map(name).collect();
+                trace.shadowed = bound.map(|i| table.ids[i].to_string()).collect();
             }
-            return Some((vs, "exact".to_owned()));
+            return Some((first, HostMatch::Exact));
         }
     }
     for (suffix, i) in &table.wildcards {
         let vs = &table.services[*i];
         if (suffix.is_empty() || host.ends_with(suffix.as_str())) && vs.bound_to(gateway) {
-            return Some((vs, format!("wildcard *{suffix}")));
+            return Some((*i, HostMatch::Wildcard(Arc::from(format!("*{suffix}")))));
         }
     }
     None
@@ -424,11 +445,14 @@ fn apply(
         };
         Some(format!("{new}{rest}{q}"))
     });
-    let mut headers = rule.headers.clone();
     let dest_headers = &destinations[chosen].headers;
-    if !dest_headers.is_empty() {
-        merge_headers(&mut headers, dest_headers);
-    }
+    let headers = if dest_headers.is_empty() {
+        rule.headers.clone()
+    } else {
+        let mut merged = (*rule.headers).clone();
+        merge_headers(&mut merged, dest_headers);
+        Arc::new(merged)
+    };
     RouteOutcome::Forward(Box::new(Forward {
         destinations: destinations.clone(),
         chosen,

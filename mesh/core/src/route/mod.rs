@@ -15,7 +15,7 @@ pub mod decide;
 pub mod table;
 
 pub use decide::{
-    Forward, RouteDecision, RouteOutcome, RouteRequest, RouteTrace, SkippedRule, decide,
+    Forward, HostMatch, RouteDecision, RouteOutcome, RouteRequest, RouteTrace, SkippedRule, decide,
     expand_authority, pick_weighted,
 };
 pub use table::{

@@ -5,6 +5,7 @@
 //! common case.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -152,7 +153,7 @@ pub struct RouteRetries {
     /// Retries after the first try: a request is tried at most `attempts + 1` times.
     pub attempts: u32,
     pub per_try_timeout: Option<Duration>,
-    pub retry_on: String,
+    pub retry_on: Arc<str>,
     /// True when nothing was configured and this is Istio's implicit default.
     pub istio_default: bool,
 }
@@ -162,13 +163,17 @@ impl RouteRetries {
     /// `connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes`
     /// (with 503 as the retriable status code).
     pub fn istio_default() -> Self {
-        RouteRetries {
-            attempts: 2,
-            per_try_timeout: None,
-            retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
-                .to_owned(),
-            istio_default: true,
-        }
+        static DEFAULT: OnceLock<RouteRetries> = OnceLock::new();
+        DEFAULT
+            .get_or_init(|| RouteRetries {
+                attempts: 2,
+                per_try_timeout: None,
+                retry_on: Arc::from(
+                    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+                ),
+                istio_default: true,
+            })
+            .clone()
     }
 }
 
@@ -182,7 +187,8 @@ pub struct Mirror {
 /// What a route does when it matches.
 #[derive(Debug, Clone)]
 pub enum RouteAction {
-    Forward(Vec<WeightedDestination>),
+    /// Shared, so a decision refers to the rule's destinations without copying them.
+    Forward(Arc<[WeightedDestination]>),
     Redirect(Redirect),
     /// `directResponse`: status and body.
     DirectResponse {
@@ -203,9 +209,9 @@ pub struct HttpRoute {
     pub retries: Option<RouteRetries>,
     pub fault: Option<Fault>,
     pub mirrors: Vec<Mirror>,
-    pub headers: HeaderOps,
+    pub headers: Arc<HeaderOps>,
     /// Source line of this rule, for traces (`file:line`).
-    pub origin: Option<String>,
+    pub origin: Option<Arc<str>>,
 }
 
 /// One VirtualService, compiled.
@@ -218,10 +224,15 @@ pub struct VirtualServiceRoutes {
     /// Gateways the routes are bound to; empty means the implicit `mesh`.
     pub gateways: Vec<String>,
     pub http: Vec<HttpRoute>,
-    pub origin: Option<String>,
+    pub origin: Option<Arc<str>>,
 }
 
 impl VirtualServiceRoutes {
+    /// `namespace/name`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
     /// True when bound to `gateway` (`mesh` for sidecars). No gateways listed means
     /// bound to `mesh` only, as Istio.
     pub fn bound_to(&self, gateway: &str) -> bool {
@@ -236,6 +247,8 @@ impl VirtualServiceRoutes {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     pub(crate) services: Vec<VirtualServiceRoutes>,
+    /// `namespace/name` per service, shared into traces.
+    pub(crate) ids: Vec<Arc<str>>,
     /// Exact FQDN → VirtualService indices (first is the oldest definition).
     pub(crate) exact: BTreeMap<String, Vec<usize>>,
     /// Wildcard suffix (`.example.com`, or empty for `*`) → indices, most specific
@@ -261,8 +274,10 @@ impl RouteTable {
         }
         // Longest suffix first; stable, so earlier definitions win ties.
         wildcards.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        let ids = services.iter().map(|vs| Arc::from(vs.id())).collect();
         RouteTable {
             services,
+            ids,
             exact,
             wildcards,
         }

@@ -25,13 +25,13 @@ fn route(matches: Vec<HttpMatch>, to: Vec<WeightedDestination>) -> HttpRoute {
     HttpRoute {
         name: None,
         matches,
-        action: RouteAction::Forward(to),
+        action: RouteAction::Forward(to.into()),
         rewrite: None,
         timeout: None,
         retries: None,
         fault: None,
         mirrors: vec![],
-        headers: HeaderOps::default(),
+        headers: Default::default(),
         origin: None,
     }
 }
@@ -131,6 +131,7 @@ fn jason_goes_to_v2_everyone_else_to_v3() {
     assert_eq!(subset_of(&d).as_deref(), Some("v2"));
     assert_eq!(d.trace.rule, Some(0));
     assert_eq!(d.trace.virtual_service.as_deref(), Some("default/reviews"));
+    assert_eq!(d.trace.host_match, HostMatch::Exact);
     let d = run(
         &table,
         &Req::new("reviews:9080", "/").header("end-user", "alice"),
@@ -174,7 +175,9 @@ fn host_precedence_exact_then_most_specific_wildcard() {
     let to = |authority: &str| {
         let d = run(&table, &Req::new(authority, "/"));
         match d.outcome {
-            RouteOutcome::Forward(f) => (f.destination().host.clone(), d.trace.host_match),
+            RouteOutcome::Forward(f) => {
+                (f.destination().host.clone(), d.trace.host_match.to_string())
+            }
             other => panic!("{other:?}"),
         }
     };

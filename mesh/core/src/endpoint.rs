@@ -4,14 +4,25 @@ use std::collections::BTreeMap;
 
 /// A stable, dense identifier of an endpoint within one cluster (one service host, or
 /// one subset of it). Policies key their state by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct EndpointId(pub u32);
 
 /// Where an endpoint runs: region / zone / subzone, as Istio's locality.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Locality {
     pub region: String,
     pub zone: String,
@@ -31,8 +42,7 @@ impl Locality {
 }
 
 /// One instance of a service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     pub id: EndpointId,
     /// `ip:port` or a simulator node name; opaque to policies.

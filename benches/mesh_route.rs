@@ -54,8 +54,10 @@ fn table() -> RouteTable {
                 "end-user".into(),
                 ValueMatch::Is(StringMatch::Exact("jason".into())),
             );
-            let mut by_prefix = HttpMatch::default();
-            by_prefix.uri = Some(StringMatch::Prefix("/admin".into()));
+            let by_prefix = HttpMatch {
+                uri: Some(StringMatch::Prefix("/admin".into())),
+                ..HttpMatch::default()
+            };
             VirtualServiceRoutes {
                 name: format!("svc-{i}"),
                 namespace: "default".into(),

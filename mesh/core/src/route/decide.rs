@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::table::{
     Destination, HeaderOps, HttpMatch, HttpRoute, Redirect, Rewrite, RouteAction, RouteRetries,
-    RouteTable, StringMatch, ValueMatch, VirtualServiceRoutes, WeightedDestination,
+    RouteTable, StringMatch, ValueMatch, WeightedDestination,
 };
 
 /// The default cluster domain for short-name expansion.

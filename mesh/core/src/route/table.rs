@@ -273,7 +273,7 @@ impl RouteTable {
             }
         }
         // Longest suffix first; stable, so earlier definitions win ties.
-        wildcards.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         let ids = services.iter().map(|vs| Arc::from(vs.id())).collect();
         RouteTable {
             services,

@@ -230,8 +230,10 @@ fn no_virtual_service_is_passthrough_with_istio_default_retries() {
 
 #[test]
 fn claimed_host_without_a_matching_rule_is_no_route() {
-    let mut m = HttpMatch::default();
-    m.uri = Some(StringMatch::Prefix("/api".into()));
+    let m = HttpMatch {
+        uri: Some(StringMatch::Prefix("/api".into())),
+        ..HttpMatch::default()
+    };
     let table = RouteTable::new(vec![vs(
         "r",
         &[REVIEWS],
@@ -302,8 +304,10 @@ fn every_match_condition() {
 
 #[test]
 fn rewrite_replaces_the_matched_prefix() {
-    let mut m = HttpMatch::default();
-    m.uri = Some(StringMatch::Prefix("/ratings".into()));
+    let m = HttpMatch {
+        uri: Some(StringMatch::Prefix("/ratings".into())),
+        ..HttpMatch::default()
+    };
     let mut r = route(vec![m], vec![dest(REVIEWS, None, 100)]);
     r.rewrite = Some(Rewrite {
         uri: Some("/v1/bookRatings".into()),
@@ -330,7 +334,7 @@ fn faults_apply_to_their_percentage() {
     let req = Req::new("reviews", "/");
     let mut rng = SmallRng::seed_from_u64(9);
     let n = 10_000;
-    let mut aborted = 0;
+    let mut aborted = 0u32;
     for _ in 0..n {
         match decide(&table, &req.as_request(), &mut rng, false).outcome {
             RouteOutcome::Forward(f) => {
@@ -344,7 +348,7 @@ fn faults_apply_to_their_percentage() {
         }
     }
     // Binomial(10000, 0.1): σ = 30; allow 5σ.
-    assert!((aborted as i64 - 1000).abs() <= 150, "{aborted}");
+    assert!(aborted.abs_diff(1000u32) <= 150, "{aborted}");
 }
 
 #[test]
@@ -381,8 +385,10 @@ proptest! {
         let n = 20_000u32;
         let mut v1 = 0u32;
         for _ in 0..n {
-            if let RouteOutcome::Forward(f) = decide(&table, &req.as_request(), &mut rng, false).outcome {
-                if f.chosen == 0 { v1 += 1; }
+            if let RouteOutcome::Forward(f) = decide(&table, &req.as_request(), &mut rng, false).outcome
+                && f.chosen == 0
+            {
+                v1 += 1;
             }
         }
         let p = f64::from(w) / 100.0;

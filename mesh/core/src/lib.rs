@@ -14,7 +14,9 @@
 //!
 //! Modules:
 //! * [`config`] — Istio resources from YAML, with positions; validation.
+//! * [`compile`] — configuration set → route table and policies.
 //! * [`route`] — VirtualService matching and the routing decision.
+//! * [`cost`] — what a decision costs, for the simulator's CPU model.
 //! * [`lb`] — load balancers and locality-aware failover.
 //! * [`outlier`] — outlier detection (ejection) with Envoy semantics.
 //! * [`retry`] — retry policy, backoff and retry budgets.
@@ -22,7 +24,9 @@
 //! * [`security`] — SPIFFE IDs, PeerAuthentication, client TLS modes, AuthorizationPolicy.
 //! * [`identity`] — the workload certificate lifecycle state machine.
 
+pub mod compile;
 pub mod config;
+pub mod cost;
 pub mod endpoint;
 pub mod identity;
 pub mod lb;

@@ -1,0 +1,51 @@
+//! What a decision costs: the work descriptor the simulator charges to a node's CPU.
+//!
+//! Core state machines describe the work they did (what kind, how many bytes); the
+//! simulator turns it into CPU time with a calibrated cost table, and the real driver
+//! ignores it (or measures it, to calibrate that table).
+
+/// The side of a TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsRole {
+    Client,
+    Server,
+}
+
+/// The kind of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum CostKind {
+    /// Matching a request against the route table.
+    RouteMatch,
+    /// One load-balancer pick.
+    LbPick,
+    /// One retry decision.
+    RetryDecision,
+    /// One outlier-detection update (a response recorded, or a sweep).
+    OutlierUpdate,
+    /// One TLS handshake.
+    TlsHandshake { role: TlsRole },
+    /// Proxying one request (parse, forward, copy the body).
+    ProxyRequest,
+}
+
+/// The work one decision did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Cost {
+    pub kind: CostKind,
+    /// Bytes handled (headers and body for a request; 0 for pure decisions).
+    pub bytes: u64,
+}
+
+impl Cost {
+    /// A cost of `kind` handling no bytes.
+    pub const fn of(kind: CostKind) -> Self {
+        Cost { kind, bytes: 0 }
+    }
+
+    /// A cost of `kind` handling `bytes`.
+    pub const fn with_bytes(kind: CostKind, bytes: u64) -> Self {
+        Cost { kind, bytes }
+    }
+}

@@ -1,0 +1,480 @@
+//! The connection pool of one cluster: which connection a request goes on, when to open
+//! or close one, and when the circuit breaker refuses.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::limits::{ConnectionPoolLimits, Overflow, OverflowReason};
+use crate::retry::RetryBudget;
+use crate::{EndpointId, Time};
+
+/// The protocol spoken to the cluster's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// One request at a time per connection; connections are reused.
+    Http1,
+    /// Requests multiplexed on one connection per endpoint.
+    Http2,
+    /// One connection per request (TCP proxying); `maxConnections` refuses.
+    Tcp,
+}
+
+/// One request's handle in the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct RequestId(pub u64);
+
+/// One upstream connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ConnectionId(pub u64);
+
+/// Why an admitted request waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum PendingCause {
+    /// A connection is being opened for it.
+    Connecting { connection: ConnectionId },
+    /// `maxConnections` is reached: it waits for a busy connection to free up
+    /// (Envoy's `upstream_cx_overflow`).
+    ConnectionLimit { max_connections: u32 },
+    /// Connections already being opened will serve it.
+    QueuedBehindConnecting,
+}
+
+/// Where an admitted request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Disposition {
+    /// Send it now on `connection`.
+    Dispatched { connection: ConnectionId },
+    /// Wait for a [`PoolAction::Dispatch`] (or [`PoolAction::Fail`]).
+    Pending { cause: PendingCause },
+}
+
+/// An admitted request, with the pool's state for the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Permit {
+    pub request: RequestId,
+    pub endpoint: EndpointId,
+    pub disposition: Disposition,
+    /// After admission: requests in flight, waiting, and open connections.
+    pub active_requests: u32,
+    pub pending_requests: u32,
+    pub connections: u32,
+}
+
+/// Why a pending request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FailReason {
+    /// `http2MaxRequests` was reached when its connection became free (503 `UO`).
+    Overflow(Overflow),
+    /// The connection opened for it failed (503 `UF`).
+    ConnectFailure,
+}
+
+/// Why the pool closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// It served `maxRequestsPerConnection` requests.
+    MaxRequestsPerConnection,
+    /// TCP: its one request ended.
+    RequestEnded,
+}
+
+/// Work for the driver, from [`ConnectionPool::poll_action`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum PoolAction {
+    /// Open `connection` to `endpoint`; then call [`ConnectionPool::on_connected`] or
+    /// [`ConnectionPool::on_connect_failed`].
+    Connect {
+        connection: ConnectionId,
+        endpoint: EndpointId,
+    },
+    /// Send the pending `request` on `connection`.
+    Dispatch {
+        request: RequestId,
+        connection: ConnectionId,
+    },
+    /// Close `connection` (it is idle).
+    Close {
+        connection: ConnectionId,
+        reason: CloseReason,
+    },
+    /// Answer the pending `request` with a 503.
+    Fail {
+        request: RequestId,
+        reason: FailReason,
+    },
+}
+
+/// Counters, as Envoy's `upstream_rq_pending_overflow` & co.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PoolStats {
+    pub overflow_pending: u64,
+    pub overflow_requests: u64,
+    pub overflow_connections: u64,
+    pub connection_limit_waits: u64,
+    pub connections_opened: u64,
+    pub connect_failures: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Connection {
+    endpoint: EndpointId,
+    ready: bool,
+    active: u32,
+    served: u32,
+}
+
+/// The connection pool and circuit breaker of one cluster. Owns the cluster's
+/// [`RetryBudget`], whose request count it keeps.
+#[derive(Debug, Clone)]
+pub struct ConnectionPool {
+    limits: ConnectionPoolLimits,
+    protocol: Protocol,
+    connections: BTreeMap<ConnectionId, Connection>,
+    /// Attached requests and their connection.
+    attached: BTreeMap<RequestId, ConnectionId>,
+    pending: VecDeque<(RequestId, EndpointId)>,
+    actions: VecDeque<PoolAction>,
+    budget: RetryBudget,
+    next_id: u64,
+    stats: PoolStats,
+}
+
+// === impl ConnectionPool ===
+
+impl ConnectionPool {
+    /// An empty pool.
+    pub fn new(limits: ConnectionPoolLimits, protocol: Protocol) -> Self {
+        ConnectionPool {
+            budget: RetryBudget::new(limits.retry_limit),
+            limits,
+            protocol,
+            connections: BTreeMap::new(),
+            attached: BTreeMap::new(),
+            pending: VecDeque::new(),
+            actions: VecDeque::new(),
+            next_id: 0,
+            stats: PoolStats::default(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &ConnectionPoolLimits {
+        &self.limits
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> PoolStats {
+        self.stats
+    }
+
+    /// Requests in flight on a connection.
+    pub fn active_requests(&self) -> u32 {
+        self.attached.len() as u32
+    }
+
+    /// Requests waiting for a connection.
+    pub fn pending_requests(&self) -> u32 {
+        self.pending.len() as u32
+    }
+
+    /// Open or opening connections.
+    pub fn connections(&self) -> u32 {
+        self.connections.len() as u32
+    }
+
+    /// The cluster's retries resource, for [`RetryState`](crate::retry::RetryState).
+    pub fn retry_budget_mut(&mut self) -> &mut RetryBudget {
+        &mut self.budget
+    }
+
+    /// The cluster's retries resource.
+    pub fn retry_budget(&self) -> &RetryBudget {
+        &self.budget
+    }
+
+    /// Call for every try of a request to `endpoint` (the LB's pick), before sending
+    /// it. Admits it (dispatched now, or pending) or refuses it: an [`Overflow`] is
+    /// answered at once with a 503 `UO`. Then drain [`ConnectionPool::poll_action`].
+    pub fn try_acquire_request(
+        &mut self,
+        now: Time,
+        endpoint: EndpointId,
+    ) -> Result<Permit, Overflow> {
+        let ready = self
+            .connections
+            .iter()
+            .find(|(_, c)| c.endpoint == endpoint && self.has_room(c))
+            .map(|(&id, _)| id);
+        let disposition = if let Some(connection) = ready {
+            self.check_max_requests(now)?;
+            let request = self.new_request();
+            self.attach(request, connection);
+            (request, Disposition::Dispatched { connection })
+        } else {
+            if self.protocol == Protocol::Tcp
+                && self.connections.len() as u64 >= u64::from(self.limits.max_connections)
+            {
+                self.stats.overflow_connections += 1;
+                let limit = self.limits.max_connections;
+                return Err(Overflow {
+                    reason: OverflowReason::MaxConnections,
+                    limit,
+                    at: now,
+                });
+            }
+            if self.pending.len() as u64 >= u64::from(self.limits.max_pending_requests) {
+                self.stats.overflow_pending += 1;
+                let limit = self.limits.max_pending_requests;
+                return Err(Overflow {
+                    reason: OverflowReason::MaxPendingRequests,
+                    limit,
+                    at: now,
+                });
+            }
+            let request = self.new_request();
+            self.pending.push_back((request, endpoint));
+            let cause = self.maybe_connect(endpoint);
+            (request, Disposition::Pending { cause })
+        };
+        self.budget.on_request_start();
+        Ok(Permit {
+            request: disposition.0,
+            endpoint,
+            disposition: disposition.1,
+            active_requests: self.active_requests(),
+            pending_requests: self.pending_requests(),
+            connections: self.connections(),
+        })
+    }
+
+    /// The next thing the driver must do, if any. Call after every method that takes
+    /// `&mut self`, until it returns `None`.
+    pub fn poll_action(&mut self) -> Option<PoolAction> {
+        self.actions.pop_front()
+    }
+
+    /// Call when `connection` (from [`PoolAction::Connect`]) is established: pending
+    /// requests for its endpoint are dispatched on it.
+    pub fn on_connected(&mut self, now: Time, connection: ConnectionId) {
+        if let Some(c) = self.connections.get_mut(&connection) {
+            c.ready = true;
+            self.drain_pending(now, connection);
+        }
+    }
+
+    /// Call when opening `connection` failed: pending requests its capacity was meant
+    /// for fail with [`FailReason::ConnectFailure`].
+    pub fn on_connect_failed(&mut self, _now: Time, connection: ConnectionId) {
+        let Some(c) = self.connections.remove(&connection) else {
+            return;
+        };
+        self.stats.connect_failures += 1;
+        let capacity = self.connecting_capacity(c.endpoint);
+        let waiting: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, e)| *e == c.endpoint)
+            .map(|(r, _)| *r)
+            .collect();
+        let excess = waiting.len().saturating_sub(capacity);
+        for request in waiting.into_iter().take(excess) {
+            self.pending.retain(|(r, _)| *r != request);
+            self.budget.on_request_end();
+            self.actions.push_back(PoolAction::Fail {
+                request,
+                reason: FailReason::ConnectFailure,
+            });
+        }
+    }
+
+    /// Call when an established `connection` closes under its requests (remote close,
+    /// reset). Requests on it are over (the driver fails them; no
+    /// [`ConnectionPool::on_request_end`] is needed). Pending requests may get a new
+    /// connection.
+    pub fn on_connection_closed(&mut self, _now: Time, connection: ConnectionId) {
+        let Some(c) = self.connections.remove(&connection) else {
+            return;
+        };
+        let before = self.attached.len();
+        self.attached.retain(|_, conn| *conn != connection);
+        for _ in self.attached.len()..before {
+            self.budget.on_request_end();
+        }
+        self.connect_for_pending(c.endpoint);
+    }
+
+    /// Call when `request` ends: answered, failed, timed out or cancelled (pending or
+    /// in flight). Frees its slot; the connection serves the next pending request, or
+    /// closes at `maxRequestsPerConnection`. Unknown or finished requests are ignored.
+    pub fn on_request_end(&mut self, now: Time, request: RequestId) {
+        if let Some(i) = self.pending.iter().position(|(r, _)| *r == request) {
+            self.pending.remove(i);
+            self.budget.on_request_end();
+            return;
+        }
+        let Some(connection) = self.attached.remove(&request) else {
+            return;
+        };
+        self.budget.on_request_end();
+        let Some(c) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        c.active -= 1;
+        let per_conn = self.limits.max_requests_per_connection;
+        let close = match self.protocol {
+            Protocol::Tcp => Some(CloseReason::RequestEnded),
+            _ if per_conn > 0 && c.served >= per_conn => {
+                Some(CloseReason::MaxRequestsPerConnection)
+            }
+            _ => None,
+        };
+        let endpoint = c.endpoint;
+        match close {
+            Some(reason) if c.active == 0 => {
+                self.connections.remove(&connection);
+                self.actions
+                    .push_back(PoolAction::Close { connection, reason });
+                self.connect_for_pending(endpoint);
+            }
+            Some(_) => {}
+            None => self.drain_pending(now, connection),
+        }
+    }
+
+    fn new_request(&mut self) -> RequestId {
+        self.next_id += 1;
+        RequestId(self.next_id)
+    }
+
+    fn check_max_requests(&mut self, now: Time) -> Result<(), Overflow> {
+        if self.attached.len() as u64 >= u64::from(self.limits.max_requests) {
+            self.stats.overflow_requests += 1;
+            let limit = self.limits.max_requests;
+            return Err(Overflow {
+                reason: OverflowReason::MaxRequests,
+                limit,
+                at: now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a ready connection can take one more request.
+    fn has_room(&self, c: &Connection) -> bool {
+        let per_conn = self.limits.max_requests_per_connection;
+        c.ready
+            && (per_conn == 0 || c.served < per_conn)
+            && match self.protocol {
+                Protocol::Http2 => true,
+                Protocol::Http1 | Protocol::Tcp => c.active == 0,
+            }
+    }
+
+    /// How many pending requests the connections being opened to `endpoint` will take.
+    fn connecting_capacity(&self, endpoint: EndpointId) -> usize {
+        let connecting = self
+            .connections
+            .values()
+            .filter(|c| c.endpoint == endpoint && !c.ready)
+            .count();
+        match self.protocol {
+            Protocol::Http2 if connecting > 0 => usize::MAX,
+            _ => connecting,
+        }
+    }
+
+    /// Opens a connection for `endpoint`'s pending requests if they need one and the
+    /// limit allows — or if the endpoint has none at all, as Envoy does so requests
+    /// cannot starve behind other endpoints' connections.
+    fn maybe_connect(&mut self, endpoint: EndpointId) -> PendingCause {
+        let waiting = self.pending.iter().filter(|(_, e)| *e == endpoint).count();
+        if waiting <= self.connecting_capacity(endpoint) {
+            return PendingCause::QueuedBehindConnecting;
+        }
+        let has_any = self.connections.values().any(|c| c.endpoint == endpoint);
+        let under_limit = (self.connections.len() as u64) < u64::from(self.limits.max_connections);
+        if !under_limit && has_any {
+            self.stats.connection_limit_waits += 1;
+            return PendingCause::ConnectionLimit {
+                max_connections: self.limits.max_connections,
+            };
+        }
+        self.next_id += 1;
+        let connection = ConnectionId(self.next_id);
+        let conn = Connection {
+            endpoint,
+            ready: false,
+            active: 0,
+            served: 0,
+        };
+        self.connections.insert(connection, conn);
+        self.stats.connections_opened += 1;
+        self.actions.push_back(PoolAction::Connect {
+            connection,
+            endpoint,
+        });
+        PendingCause::Connecting { connection }
+    }
+
+    fn connect_for_pending(&mut self, endpoint: EndpointId) {
+        if self.pending.iter().any(|(_, e)| *e == endpoint) {
+            self.maybe_connect(endpoint);
+        }
+        // A freed connection slot may serve another endpoint's waiting requests.
+        let others: Vec<EndpointId> = self.pending.iter().map(|(_, e)| *e).collect();
+        for other in others {
+            if (self.connections.len() as u64) >= u64::from(self.limits.max_connections) {
+                break;
+            }
+            self.maybe_connect(other);
+        }
+    }
+
+    fn attach(&mut self, request: RequestId, connection: ConnectionId) {
+        let c = self
+            .connections
+            .get_mut(&connection)
+            .expect("attach to a known connection");
+        c.active += 1;
+        c.served += 1;
+        self.attached.insert(request, connection);
+    }
+
+    /// Dispatches pending requests for `connection`'s endpoint while it has room.
+    fn drain_pending(&mut self, now: Time, connection: ConnectionId) {
+        loop {
+            let Some(c) = self.connections.get(&connection) else {
+                return;
+            };
+            if !self.has_room(c) {
+                return;
+            }
+            let endpoint = c.endpoint;
+            let Some(i) = self.pending.iter().position(|(_, e)| *e == endpoint) else {
+                return;
+            };
+            let (request, _) = self.pending.remove(i).expect("index from position");
+            match self.check_max_requests(now) {
+                Ok(()) => {
+                    self.attach(request, connection);
+                    self.actions.push_back(PoolAction::Dispatch {
+                        request,
+                        connection,
+                    });
+                }
+                Err(overflow) => {
+                    self.budget.on_request_end();
+                    let reason = FailReason::Overflow(overflow);
+                    self.actions.push_back(PoolAction::Fail { request, reason });
+                }
+            }
+        }
+    }
+}

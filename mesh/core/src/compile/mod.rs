@@ -7,5 +7,7 @@
 //! same view to their proxies.
 
 pub mod routes;
+pub mod security;
 
 pub use routes::route_table;
+pub use security::{authorization_policies, peer_authentications};

@@ -8,6 +8,7 @@ mod echo_cmd;
 mod exit;
 mod load_cmd;
 mod summary;
+mod validate_cmd;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,8 @@ enum Command {
     Load(Box<load_cmd::LoadArgs>),
     /// Run an echo/test server (Fortio-compatible query parameters).
     Echo(echo_cmd::EchoArgs),
+    /// Check Istio configuration files as one set (exit 0 valid, 1 invalid, 2 usage).
+    Validate(validate_cmd::ValidateArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Load(args) => load_cmd::run(*args),
         Command::Echo(args) => echo_cmd::run(args),
+        Command::Validate(args) => validate_cmd::run(args),
     };
     exit::report("meshrig", outcome)
 }

@@ -5,3 +5,4 @@ mod echo;
 mod engine;
 mod load;
 mod support;
+mod validate;

@@ -7,9 +7,11 @@ use crate::config::decode::{Decode, Decoder, Obj};
 use crate::config::values::RegexPattern;
 use crate::config::yaml::Node;
 
-/// Reports `name` as a missing required field of the object being decoded.
+/// Reports `name` as a missing required field of the object being decoded, unless
+/// it has a value or its key is present (a present key with a bad value was already
+/// reported).
 pub(crate) fn require(o: &mut Obj<'_, '_, '_>, present: bool, name: &str) {
-    if !present {
+    if !present && !o.has(name) {
         o.error_at(name, format!("missing required field `{name}`"));
     }
 }

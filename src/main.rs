@@ -7,6 +7,7 @@
 mod echo_cmd;
 mod exit;
 mod load_cmd;
+mod route_cmd;
 mod summary;
 mod validate_cmd;
 
@@ -30,6 +31,8 @@ enum Command {
     Echo(echo_cmd::EchoArgs),
     /// Check Istio configuration files as one set (exit 0 valid, 1 invalid, 2 usage).
     Validate(validate_cmd::ValidateArgs),
+    /// Show what the mesh would do with one request: route, retries, fault, authorization.
+    Route(Box<route_cmd::RouteArgs>),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Load(args) => load_cmd::run(*args),
         Command::Echo(args) => echo_cmd::run(args),
         Command::Validate(args) => validate_cmd::run(args),
+        Command::Route(args) => route_cmd::run(*args),
     };
     exit::report("meshrig", outcome)
 }

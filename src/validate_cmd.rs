@@ -53,18 +53,15 @@ pub struct ValidateArgs {
 
 /// Runs `meshrig validate`.
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let files = collect_files(&args.paths)?;
-    let mut sources = Vec::with_capacity(files.len());
-    for file in &files {
-        sources.push((file.display().to_string(), read_file(file)?));
-    }
+    let sources = read_sources(&args.paths)?;
+    let files = sources.len();
     let (_set, findings) = ConfigSet::load(&sources);
     let mut out = String::new();
     for f in &findings {
         out.push_str(&format_finding(f));
         out.push('\n');
     }
-    out.push_str(&summary(&findings, files.len()));
+    out.push_str(&summary(&findings, files));
     out.push('\n');
     print!("{out}");
     let code = if Tally::of(&findings).errors > 0 {
@@ -73,6 +70,18 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         0
     };
     Ok(ExitCode::from(code))
+}
+
+/// Reads the configuration files named by `paths` (directories expanded, as
+/// `validate` does) into `(display path, contents)` pairs for `ConfigSet::load`.
+/// Unreadable or missing paths are usage errors naming the path.
+pub fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
+    let files = collect_files(paths)?;
+    let mut sources = Vec::with_capacity(files.len());
+    for file in &files {
+        sources.push((file.display().to_string(), read_file(file)?));
+    }
+    Ok(sources)
 }
 
 /// `FILE:LINE: FIELD.PATH: SEVERITY: MESSAGE`.

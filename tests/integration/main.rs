@@ -4,5 +4,6 @@
 mod echo;
 mod engine;
 mod load;
+mod route;
 mod support;
 mod validate;

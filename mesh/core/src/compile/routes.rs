@@ -152,7 +152,7 @@ fn compile_route(res: &Resource<VirtualService>, index: usize, r: &ConfigRoute) 
         fault,
         mirrors,
         headers: Arc::new(header_ops(r.headers.as_ref())),
-        origin: Some(Arc::from(res.locate(&format!("http[{index}]")))),
+        origin: Some(Arc::from(res.locate(&format!("spec.http[{index}]")))),
     }
 }
 

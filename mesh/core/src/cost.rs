@@ -28,6 +28,10 @@ pub enum CostKind {
     TlsHandshake { role: TlsRole },
     /// Proxying one request (parse, forward, copy the body).
     ProxyRequest,
+    /// Evaluating AuthorizationPolicies for one request.
+    AuthzCheck,
+    /// Admitting a request to a connection pool (circuit-breaker accounting).
+    PoolAdmission,
 }
 
 /// The work one decision did.
@@ -47,5 +51,63 @@ impl Cost {
     /// A cost of `kind` handling `bytes`.
     pub const fn with_bytes(kind: CostKind, bytes: u64) -> Self {
         Cost { kind, bytes }
+    }
+}
+
+// === Costed: every decision says what it cost ===
+
+/// A decision that can say what it cost, so the simulator charges it to the deciding
+/// node's CPU. Implemented by every decision type the policy modules return.
+pub trait Costed {
+    /// The work this decision represents.
+    fn cost(&self) -> Cost;
+}
+
+impl Costed for crate::route::RouteDecision {
+    fn cost(&self) -> Cost {
+        self.cost
+    }
+}
+
+impl Costed for crate::lb::Pick {
+    fn cost(&self) -> Cost {
+        Cost::of(CostKind::LbPick)
+    }
+}
+
+impl Costed for crate::retry::RetryDecision {
+    fn cost(&self) -> Cost {
+        Cost::of(CostKind::RetryDecision)
+    }
+}
+
+impl Costed for crate::outlier::OutlierEvent {
+    fn cost(&self) -> Cost {
+        Cost::of(CostKind::OutlierUpdate)
+    }
+}
+
+impl Costed for crate::security::AuthzDecision {
+    fn cost(&self) -> Cost {
+        Cost::of(CostKind::AuthzCheck)
+    }
+}
+
+impl Costed for crate::pool::Permit {
+    fn cost(&self) -> Cost {
+        Cost::of(CostKind::PoolAdmission)
+    }
+}
+
+#[cfg(test)]
+mod costed_tests {
+    use super::*;
+
+    #[test]
+    fn kinds_serialize_with_stable_names() {
+        let json = serde_json::to_string(&Cost::with_bytes(CostKind::RouteMatch, 42)).unwrap();
+        assert_eq!(json, r#"{"kind":{"kind":"route_match"},"bytes":42}"#);
+        let json = serde_json::to_string(&Cost::of(CostKind::AuthzCheck)).unwrap();
+        assert!(json.contains("authz_check"), "{json}");
     }
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 use rand::Rng;
 use serde::Serialize;
 
+use crate::cost::{Cost, CostKind};
+
 use super::table::{
     Destination, HeaderOps, HttpMatch, HttpRoute, Redirect, Rewrite, RouteAction, RouteRetries,
     RouteTable, StringMatch, ValueMatch, WeightedDestination,
@@ -144,11 +146,14 @@ pub struct SkippedRule {
     pub reasons: Vec<String>,
 }
 
-/// A decision and its trace.
+/// A decision, its trace, and what making it cost.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RouteDecision {
     pub outcome: RouteOutcome,
     pub trace: RouteTrace,
+    /// `route_match`, with the request metadata examined (authority, path, headers)
+    /// as bytes: the simulator charges it to the client-side proxy's CPU.
+    pub cost: Cost,
 }
 
 /// Splits `host[:port]`, expands short names in `namespace`, lower-cases.
@@ -195,6 +200,7 @@ pub fn decide(
     explain: bool,
 ) -> RouteDecision {
     let (host, port) = expand_authority(req.authority, req.source_namespace);
+    let cost = Cost::with_bytes(CostKind::RouteMatch, examined_bytes(req));
     let mut trace = RouteTrace::default();
     let Some((index, how)) = lookup(table, &host, req.gateway, explain, &mut trace) else {
         trace.host = host.clone();
@@ -208,6 +214,7 @@ pub fn decide(
                 retries: RouteRetries::istio_default(),
             },
             trace,
+            cost,
         };
     };
     trace.host = host;
@@ -221,11 +228,11 @@ pub fn decide(
             Some(None)
         } else {
             rule.matches.iter().enumerate().find_map(|(m, block)| {
-                match check_block(block, req, path, query, port, explain) {
+                match check_block(block, req, path, query, port) {
                     Ok(()) => Some(Some(m)),
-                    Err(reason) => {
+                    Err(miss) => {
                         if explain {
-                            reasons.push(format!("match[{m}]: {reason}"));
+                            reasons.push(format!("match[{m}]: {}", miss.describe()));
                         }
                         None
                     }
@@ -239,7 +246,11 @@ pub fn decide(
                 trace.match_index = match_index;
                 trace.origin = rule.origin.clone();
                 let outcome = apply(rule, match_index, path, query, rng);
-                return RouteDecision { outcome, trace };
+                return RouteDecision {
+                    outcome,
+                    trace,
+                    cost,
+                };
             }
             None if explain => trace.skipped.push(SkippedRule {
                 rule: i,
@@ -252,7 +263,14 @@ pub fn decide(
     RouteDecision {
         outcome: RouteOutcome::NoRoute,
         trace,
+        cost,
     }
+}
+
+/// The request metadata a route match reads: authority, path and headers.
+fn examined_bytes(req: &RouteRequest<'_>) -> u64 {
+    let headers: usize = req.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    (req.authority.len() + req.path.len() + req.method.len() + headers) as u64
 }
 
 fn lookup(
@@ -283,97 +301,107 @@ fn lookup(
     None
 }
 
-fn check_block(
-    m: &HttpMatch,
-    req: &RouteRequest<'_>,
-    path: &str,
-    query: &str,
+/// Why a match block did not match: kept as borrowed data and turned into words only
+/// when the trace asks for them (`explain`), so the hot path never formats.
+enum Miss<'a> {
+    Uri(&'a str, &'a StringMatch),
+    Method(&'a str, &'a StringMatch),
+    Scheme(&'a str, &'a StringMatch),
+    Authority(&'a str, &'a StringMatch),
+    Port(Option<u16>, u16),
+    Header(&'a str, &'a ValueMatch, Option<&'a String>),
+    WithoutHeader(&'a str),
+    Query(&'a str),
+    SourceLabel(&'a str, &'a str),
+    SourceNamespace(&'a str, &'a str),
+    Gateway(&'a str, &'a [String]),
+}
+
+impl Miss<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Miss::Uri(path, m) => format!("uri {path:?} is not {}", m.describe()),
+            Miss::Method(v, m) => format!("method {v} is not {}", m.describe()),
+            Miss::Scheme(v, m) => format!("scheme {v} is not {}", m.describe()),
+            Miss::Authority(v, m) => format!("authority {v} is not {}", m.describe()),
+            Miss::Port(have, want) => format!("port {have:?} is not {want}"),
+            Miss::Header(name, cond, value) => header_reason("header", name, cond, *value),
+            Miss::WithoutHeader(name) => format!("withoutHeaders: header {name} matches"),
+            Miss::Query(name) => format!("query parameter {name} does not match"),
+            Miss::SourceLabel(k, v) => format!("source label {k}={v} not present"),
+            Miss::SourceNamespace(have, want) => {
+                format!("source namespace {have} is not {want}")
+            }
+            Miss::Gateway(g, list) => format!("gateway {g} not in {list:?}"),
+        }
+    }
+}
+
+fn check_block<'a>(
+    m: &'a HttpMatch,
+    req: &'a RouteRequest<'a>,
+    path: &'a str,
+    query: &'a str,
     port: Option<u16>,
-    explain: bool,
-) -> Result<(), String> {
-    let why = |s: String| if explain { s } else { String::new() };
+) -> Result<(), Miss<'a>> {
     if let Some(uri) = &m.uri
         && !uri.matches(path, m.ignore_uri_case)
     {
-        return Err(why(format!("uri {path:?} is not {}", uri.describe())));
+        return Err(Miss::Uri(path, uri));
     }
     if let Some(method) = &m.method
         && !method.matches(req.method, false)
     {
-        return Err(why(format!(
-            "method {} is not {}",
-            req.method,
-            method.describe()
-        )));
+        return Err(Miss::Method(req.method, method));
     }
     if let Some(scheme) = &m.scheme
         && !scheme.matches(req.scheme, false)
     {
-        return Err(why(format!(
-            "scheme {} is not {}",
-            req.scheme,
-            scheme.describe()
-        )));
+        return Err(Miss::Scheme(req.scheme, scheme));
     }
     if let Some(authority) = &m.authority
         && !authority.matches(req.authority, false)
     {
-        return Err(why(format!(
-            "authority {} is not {}",
-            req.authority,
-            authority.describe()
-        )));
+        return Err(Miss::Authority(req.authority, authority));
     }
     if let Some(want) = m.port
         && port != Some(want)
     {
-        return Err(why(format!("port {port:?} is not {want}")));
+        return Err(Miss::Port(port, want));
     }
     for (name, cond) in &m.headers {
-        if !value_holds(cond, req.headers.get(name).map(String::as_str)) {
-            return Err(why(header_reason(
-                "header",
-                name,
-                cond,
-                req.headers.get(name),
-            )));
+        let value = req.headers.get(name);
+        if !value_holds(cond, value.map(String::as_str)) {
+            return Err(Miss::Header(name, cond, value));
         }
     }
     for (name, cond) in &m.without_headers {
         if value_holds(cond, req.headers.get(name).map(String::as_str)) {
-            return Err(why(format!("withoutHeaders: header {name} matches")));
+            return Err(Miss::WithoutHeader(name));
         }
     }
-    if !m.query_params.is_empty() {
-        for (name, cond) in &m.query_params {
-            let value = query
-                .split('&')
-                .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v);
-            if !value_holds(cond, value) {
-                return Err(why(format!("query parameter {name} does not match")));
-            }
+    for (name, cond) in &m.query_params {
+        let value = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v);
+        if !value_holds(cond, value) {
+            return Err(Miss::Query(name));
         }
     }
     for (k, v) in &m.source_labels {
         if req.source_labels.get(k) != Some(v) {
-            return Err(why(format!("source label {k}={v} not present")));
+            return Err(Miss::SourceLabel(k, v));
         }
     }
     if let Some(ns) = &m.source_namespace
         && ns != req.source_namespace
     {
-        return Err(why(format!(
-            "source namespace {} is not {ns}",
-            req.source_namespace
-        )));
+        return Err(Miss::SourceNamespace(req.source_namespace, ns));
     }
     if !m.gateways.is_empty() && !m.gateways.iter().any(|g| g == req.gateway) {
-        return Err(why(format!(
-            "gateway {} not in {:?}",
-            req.gateway, m.gateways
-        )));
+        return Err(Miss::Gateway(req.gateway, &m.gateways));
     }
     Ok(())
 }

@@ -132,6 +132,10 @@ fn jason_goes_to_v2_everyone_else_to_v3() {
     assert_eq!(d.trace.rule, Some(0));
     assert_eq!(d.trace.virtual_service.as_deref(), Some("default/reviews"));
     assert_eq!(d.trace.host_match, HostMatch::Exact);
+    // The decision says what it cost: a route match over the request's metadata
+    // ("reviews" + "/" + "GET" + "end-user" + "jason").
+    assert_eq!(d.cost.kind, crate::cost::CostKind::RouteMatch);
+    assert_eq!(d.cost.bytes, 7 + 1 + 3 + 8 + 5);
     let d = run(
         &table,
         &Req::new("reviews:9080", "/").header("end-user", "alice"),

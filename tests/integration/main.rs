@@ -3,6 +3,7 @@
 
 mod echo;
 mod engine;
+mod golden;
 mod load;
 mod route;
 mod support;

@@ -16,8 +16,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_core::lb::{LbAlgorithm, LbPolicy, LoadBalancer, PickContext};
 use mesh_core::route::RouteOutcome;
 use mesh_core::route::{
-    Destination, HeaderOps, HttpMatch, HttpRoute, RouteAction, RouteRequest, RouteTable,
-    StringMatch, ValueMatch, VirtualServiceRoutes, WeightedDestination, decide,
+    HttpMatch, HttpRoute, RouteRequest, RouteTable, StringMatch, ValueMatch, VirtualServiceRoutes,
+    WeightedDestination, decide,
 };
 use mesh_core::{Endpoint, EndpointId, Locality};
 use rand::SeedableRng;
@@ -51,30 +51,11 @@ fn balancers(algorithm: LbAlgorithm) -> BTreeMap<String, LoadBalancer> {
 }
 
 fn dest(host: &str, subset: &str, weight: u32) -> WeightedDestination {
-    WeightedDestination {
-        destination: Destination {
-            host: host.to_owned(),
-            subset: Some(subset.to_owned()),
-            port: None,
-        },
-        weight,
-        headers: HeaderOps::default(),
-    }
+    WeightedDestination::to(host, Some(subset), weight)
 }
 
 fn rule(matches: Vec<HttpMatch>, to: Vec<WeightedDestination>) -> HttpRoute {
-    HttpRoute {
-        name: None,
-        matches,
-        action: RouteAction::Forward(to.into()),
-        rewrite: None,
-        timeout: None,
-        retries: None,
-        fault: None,
-        mirrors: vec![],
-        headers: Default::default(),
-        origin: None,
-    }
+    HttpRoute::forward(matches, to)
 }
 
 fn table() -> RouteTable {

@@ -165,18 +165,21 @@ fn refused_target_counts_errors_and_fails() {
     assert_eq!(u(&r, "/errors/connect_refused"), 20);
 }
 
-#[test]
-fn target_dying_mid_run_is_counted_and_the_run_goes_on() {
-    let mut echo = spawn_echo(&[]);
-    let dir = TempDir::new("dying");
-    let json = dir.path("out.json");
-    let url = echo.url("/");
+/// Starts `meshrig load ARGS --quiet --json JSON <echo>/` in the background and waits
+/// (polling the server's `/stats`, bounded) until the server has seen more than
+/// `requests` requests.
+fn load_in_background(
+    echo: &crate::support::Server,
+    args: &[&str],
+    json: &std::path::Path,
+    requests: u64,
+) -> std::process::Child {
     let child = meshrig()
-        .args([
-            "load", "--qps", "200", "-t", "3s", "-c", "2", "--quiet", "--json",
-        ])
-        .arg(&json)
-        .arg(&url)
+        .arg("load")
+        .args(args)
+        .args(["--quiet", "--json"])
+        .arg(json)
+        .arg(echo.url("/"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -185,8 +188,17 @@ fn target_dying_mid_run_is_counted_and_the_run_goes_on() {
     wait_until(Duration::from_secs(20), "traffic at the server", || {
         let (_, body) = http_get(addr, "/stats");
         let v: Value = serde_json::from_str(&body).unwrap();
-        v["requests_total"].as_u64().unwrap() > 50
+        v["requests_total"].as_u64().unwrap() > requests
     });
+    child
+}
+
+#[test]
+fn target_dying_mid_run_is_counted_and_the_run_goes_on() {
+    let mut echo = spawn_echo(&[]);
+    let dir = TempDir::new("dying");
+    let json = dir.path("out.json");
+    let child = load_in_background(&echo, &["--qps", "200", "-t", "3s", "-c", "2"], &json, 50);
     echo.child.kill().unwrap();
     echo.child.wait().unwrap();
     let out = child.wait_with_output().unwrap();
@@ -216,20 +228,7 @@ fn interrupt_writes_a_partial_result() {
     let echo = spawn_echo(&[]);
     let dir = TempDir::new("interrupt");
     let json = dir.path("out.json");
-    let child = meshrig()
-        .args(["load", "--qps", "100", "-t", "60s", "--quiet", "--json"])
-        .arg(&json)
-        .arg(echo.url("/"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = echo.addr;
-    wait_until(Duration::from_secs(20), "traffic at the server", || {
-        let (_, body) = http_get(addr, "/stats");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        v["requests_total"].as_u64().unwrap() > 20
-    });
+    let child = load_in_background(&echo, &["--qps", "100", "-t", "60s"], &json, 20);
     let killed = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -5,6 +5,7 @@
 //! that cannot be converted (validation reports it) drops only the condition or rule
 //! it belongs to and is returned as a problem, so one bad policy never hides the rest.
 
+use crate::config::model::common::WorkloadSelector;
 use crate::config::model::security::{
     AuthzAction, MtlsMode as ConfigMtls, Operation as ConfigOperation, Rule as ConfigRule,
     Source as ConfigSource,
@@ -41,11 +42,7 @@ fn authorization_policy(
     AuthorizationPolicy {
         name: res.metadata.name.clone(),
         namespace: res.metadata.namespace.clone(),
-        selector: p
-            .selector
-            .as_ref()
-            .map(|s| s.match_labels.clone())
-            .unwrap_or_default(),
+        selector: selector_labels(p.selector.as_ref()),
         action,
         provider: p.provider.as_ref().and_then(|pr| pr.name.clone()),
         rules: p.rules.iter().map(|r| rule(r, &id, problems)).collect(),
@@ -124,6 +121,13 @@ fn operation(o: &ConfigOperation, id: &str, problems: &mut Vec<String>) -> Opera
     }
 }
 
+/// A `selector: {matchLabels: ...}`'s labels; none selects every workload in scope.
+fn selector_labels(
+    selector: Option<&WorkloadSelector>,
+) -> std::collections::BTreeMap<String, String> {
+    selector.map(|s| s.match_labels.clone()).unwrap_or_default()
+}
+
 /// Every PeerAuthentication of `set`, normalized (UNSET becomes "inherit").
 pub fn peer_authentications(set: &ConfigSet) -> Vec<PeerAuthentication> {
     let mode = |m: Option<ConfigMtls>| match m {
@@ -139,11 +143,7 @@ pub fn peer_authentications(set: &ConfigSet) -> Vec<PeerAuthentication> {
             PeerAuthentication {
                 name: res.metadata.name.clone(),
                 namespace: res.metadata.namespace.clone(),
-                selector: p
-                    .selector
-                    .as_ref()
-                    .map(|s| s.match_labels.clone())
-                    .unwrap_or_default(),
+                selector: selector_labels(p.selector.as_ref()),
                 mode: mode(p.mtls.as_ref().and_then(|m| m.mode)),
                 port_level: p
                     .port_level_mtls

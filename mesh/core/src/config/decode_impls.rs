@@ -149,46 +149,27 @@ impl Decode for bool {
     }
 }
 
-impl Decode for u32 {
-    fn decode(d: &mut Decoder<'_>, node: &Node<'_>) -> Option<Self> {
-        if let Some(v) = integer(node).and_then(|i| u32::try_from(i).ok()) {
-            return Some(v);
+/// Integers: any YAML integer that fits the target type, else one error saying what
+/// was expected.
+macro_rules! decode_integer {
+    ($($ty:ty => $expected:literal),* $(,)?) => {$(
+        impl Decode for $ty {
+            fn decode(d: &mut Decoder<'_>, node: &Node<'_>) -> Option<Self> {
+                if let Some(v) = integer(node).and_then(|i| <$ty>::try_from(i).ok()) {
+                    return Some(v);
+                }
+                let found = yaml::describe(node);
+                d.error(yaml::line(node), format!(concat!("expected ", $expected, ", found {}"), found));
+                None
+            }
         }
-        let found = yaml::describe(node);
-        d.error(
-            yaml::line(node),
-            format!("expected a non-negative integer, found {found}"),
-        );
-        None
-    }
+    )*};
 }
 
-impl Decode for u64 {
-    fn decode(d: &mut Decoder<'_>, node: &Node<'_>) -> Option<Self> {
-        if let Some(v) = integer(node).and_then(|i| u64::try_from(i).ok()) {
-            return Some(v);
-        }
-        let found = yaml::describe(node);
-        d.error(
-            yaml::line(node),
-            format!("expected a non-negative integer, found {found}"),
-        );
-        None
-    }
-}
-
-impl Decode for i32 {
-    fn decode(d: &mut Decoder<'_>, node: &Node<'_>) -> Option<Self> {
-        if let Some(v) = integer(node).and_then(|i| i32::try_from(i).ok()) {
-            return Some(v);
-        }
-        let found = yaml::describe(node);
-        d.error(
-            yaml::line(node),
-            format!("expected an integer, found {found}"),
-        );
-        None
-    }
+decode_integer! {
+    u32 => "a non-negative integer",
+    u64 => "a non-negative integer",
+    i32 => "an integer",
 }
 
 impl Decode for f64 {

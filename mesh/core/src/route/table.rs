@@ -103,6 +103,21 @@ pub struct WeightedDestination {
     pub headers: HeaderOps,
 }
 
+impl WeightedDestination {
+    /// A destination `host` (FQDN), optional `subset`, with `weight` and no header edits.
+    pub fn to(host: &str, subset: Option<&str>, weight: u32) -> Self {
+        WeightedDestination {
+            destination: Destination {
+                host: host.to_owned(),
+                subset: subset.map(str::to_owned),
+                port: None,
+            },
+            weight,
+            headers: HeaderOps::default(),
+        }
+    }
+}
+
 /// Header manipulation (`headers.request` / `headers.response`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct HeaderOps {
@@ -212,6 +227,25 @@ pub struct HttpRoute {
     pub headers: Arc<HeaderOps>,
     /// Source line of this rule, for traces (`file:line`).
     pub origin: Option<Arc<str>>,
+}
+
+impl HttpRoute {
+    /// A rule that forwards requests matching any of `matches` (all when empty) to
+    /// `destinations`, with nothing else set.
+    pub fn forward(matches: Vec<HttpMatch>, destinations: Vec<WeightedDestination>) -> Self {
+        HttpRoute {
+            name: None,
+            matches,
+            action: RouteAction::Forward(destinations.into()),
+            rewrite: None,
+            timeout: None,
+            retries: None,
+            fault: None,
+            mirrors: vec![],
+            headers: Arc::default(),
+            origin: None,
+        }
+    }
 }
 
 /// One VirtualService, compiled.

@@ -10,30 +10,11 @@ use rand::rngs::SmallRng;
 use super::*;
 
 fn dest(host: &str, subset: Option<&str>, weight: u32) -> WeightedDestination {
-    WeightedDestination {
-        destination: Destination {
-            host: host.to_owned(),
-            subset: subset.map(str::to_owned),
-            port: None,
-        },
-        weight,
-        headers: HeaderOps::default(),
-    }
+    WeightedDestination::to(host, subset, weight)
 }
 
 fn route(matches: Vec<HttpMatch>, to: Vec<WeightedDestination>) -> HttpRoute {
-    HttpRoute {
-        name: None,
-        matches,
-        action: RouteAction::Forward(to.into()),
-        rewrite: None,
-        timeout: None,
-        retries: None,
-        fault: None,
-        mirrors: vec![],
-        headers: Default::default(),
-        origin: None,
-    }
+    HttpRoute::forward(matches, to)
 }
 
 fn vs(name: &str, hosts: &[&str], http: Vec<HttpRoute>) -> VirtualServiceRoutes {

@@ -1,4 +1,5 @@
 //! From a validated Istio configuration set to the structures the policy engine runs:
+//! the route table, and (as the policy modules land) per-destination traffic policies
 //! and security policies.
 //!
 //! Compilation is pure and deterministic: the same set gives the same tables. The

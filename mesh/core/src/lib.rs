@@ -38,4 +38,29 @@ pub mod security;
 pub mod time;
 
 pub use endpoint::{Endpoint, EndpointId, Locality};
+
 pub use time::Time;
+
+/// Helpers shared by this crate's tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::PathBuf;
+
+    /// Istio's public samples: `$MESHRIG_ISTIO_SAMPLES`, or `shared/testdata/istio`
+    /// beside the repository (where CI and every checkout have it).
+    pub fn istio_samples_dir() -> PathBuf {
+        std::env::var_os("MESHRIG_ISTIO_SAMPLES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/istio")
+            })
+    }
+
+    /// One sample as a `(name, contents)` source for `ConfigSet::load`.
+    pub fn istio_sample(name: &str) -> (String, String) {
+        let path = istio_samples_dir().join(name);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        (name.to_owned(), text)
+    }
+}

@@ -255,14 +255,7 @@ mod tests {
     use super::*;
     use crate::route::{RouteOutcome, RouteRequest, decide};
 
-    fn sample(name: &str) -> (String, String) {
-        let path = format!(
-            "{}/../../../shared/testdata/istio/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        (name.to_owned(), text)
-    }
+    use crate::test_support::istio_sample as sample;
 
     fn subset_for(table: &RouteTable, user: Option<&str>) -> Option<String> {
         let headers: BTreeMap<String, String> = user

@@ -164,12 +164,7 @@ mod tests {
     use crate::security::{SpiffeId, resolve_mtls_mode};
 
     fn load(name: &str) -> ConfigSet {
-        let path = format!(
-            "{}/../../../shared/testdata/istio/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        ConfigSet::load(&[(name.to_owned(), text)]).0
+        ConfigSet::load(&[crate::test_support::istio_sample(name)]).0
     }
 
     /// Istio's `productpage-viewer` sample: GET to productpage is allowed from anyone,
@@ -216,10 +211,7 @@ mod tests {
     /// PeerAuthentication samples resolve through the normalized form.
     #[test]
     fn peer_authentication_conversion() {
-        let dir = format!(
-            "{}/../../../shared/testdata/istio",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let dir = crate::test_support::istio_samples_dir();
         let mut sources = Vec::new();
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

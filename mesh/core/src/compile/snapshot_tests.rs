@@ -10,15 +10,7 @@ use crate::security::authz::Action;
 
 const REVIEWS: &str = "reviews.default.svc.cluster.local";
 
-fn sample(name: &str) -> (String, String) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/istio/"
-    );
-    let text = std::fs::read_to_string(format!("{path}{name}"))
-        .unwrap_or_else(|e| panic!("{path}{name}: {e}"));
-    (name.to_owned(), text)
-}
+use crate::test_support::istio_sample as sample;
 
 fn load(sources: Vec<(String, String)>) -> ConfigSet {
     let (set, findings) = ConfigSet::load(&sources);

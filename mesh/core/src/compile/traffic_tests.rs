@@ -21,15 +21,7 @@ const T0: Time = Time::ZERO;
 /// The host of the inline rules (`host: r` in namespace `default`).
 const R: &str = "r.default.svc.cluster.local";
 
-fn sample(name: &str) -> (String, String) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/istio/"
-    );
-    let text = std::fs::read_to_string(format!("{path}{name}"))
-        .unwrap_or_else(|e| panic!("{path}{name}: {e}"));
-    (name.to_owned(), text)
-}
+use crate::test_support::istio_sample as sample;
 
 fn load(sources: &[(String, String)]) -> ConfigSet {
     let (set, findings) = ConfigSet::load(sources);

@@ -5,12 +5,7 @@
 use super::{ConfigSet, Finding, Severity};
 
 fn samples_dir() -> std::path::PathBuf {
-    let dir = match std::env::var_os("MESHRIG_ISTIO_SAMPLES") {
-        Some(dir) => std::path::PathBuf::from(dir),
-        None => {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/istio")
-        }
-    };
+    let dir = crate::test_support::istio_samples_dir();
     assert!(dir.is_dir(), "Istio samples not found at {}", dir.display());
     dir
 }

@@ -420,3 +420,53 @@ fn connection_close_responses_reconnect_without_errors() {
     assert_eq!(u(&r, "/status_codes/200"), 200);
     assert_eq!(u(&r, "/errors_total"), 0);
 }
+
+/// Progress (responses, rps, p99 so far, errors) is drawn once a second when stdout is
+/// a terminal — run under `script`, which gives the command a pseudo-terminal — and
+/// never when stdout is not a terminal or with `--quiet`.
+#[test]
+fn progress_only_on_a_terminal_and_not_with_quiet() {
+    let echo = spawn_echo(&[]);
+    let bin = env!("CARGO_BIN_EXE_meshrig");
+    let url = echo.url("/");
+    let under_pty = |extra: &str| {
+        let out = run_with_limit(
+            std::process::Command::new("script").args([
+                "-qefc",
+                &format!("{bin} load --qps 100 -t 2500ms {extra} {url}"),
+                "/dev/null",
+            ]),
+            LIMIT,
+        );
+        assert!(out.status.success(), "script: {:?}", out.status);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = under_pty("");
+    assert!(
+        shown.contains(" responses  ")
+            && shown.contains(" rps  p99 ")
+            && shown.contains("errors 0"),
+        "no progress line on a terminal:\n{shown}"
+    );
+    assert!(
+        shown.contains("corrected"),
+        "the summary follows the progress"
+    );
+    assert_eq!(under_pty("--quiet"), "", "--quiet prints nothing");
+    // Not a terminal: the summary only.
+    let out = run_with_limit(
+        meshrig()
+            .args(["load", "--qps", "100", "-t", "2500ms"])
+            .arg(&url),
+        LIMIT,
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains(" rps  p99 "),
+        "progress without a terminal:\n{all}"
+    );
+}

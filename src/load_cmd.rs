@@ -38,8 +38,8 @@ pub struct LoadArgs {
     #[arg(short = 'q', long, default_value = "0", allow_negative_numbers = true, value_parser = parse_qps)]
     pub qps: f64,
 
-    /// Number of TCP connections.
-    #[arg(short = 'c', long, default_value_t = 4, value_parser = parse_positive_u32)]
+    /// Number of TCP connections (at most 100,000).
+    #[arg(short = 'c', long, default_value_t = 4, value_parser = parse_connections)]
     pub connections: u32,
 
     /// How long to send (e.g. 30s, 2m). 0 = until -n is reached or Ctrl-C.
@@ -74,8 +74,9 @@ pub struct LoadArgs {
     #[arg(long)]
     pub http2: bool,
 
-    /// Concurrent requests per HTTP/2 connection (HTTP/1.1 always sends one at a time).
-    #[arg(long, default_value_t = 16, value_parser = parse_positive_u32)]
+    /// Concurrent requests per HTTP/2 connection (HTTP/1.1 always sends one at a time;
+    /// at most 10,000).
+    #[arg(long, default_value_t = 16, value_parser = parse_streams)]
     pub streams: u32,
 
     /// PEM CA certificate(s) to verify the server with (default: system roots).
@@ -114,8 +115,9 @@ pub struct LoadArgs {
     #[arg(long)]
     pub quiet: bool,
 
-    /// Worker threads for the load generator (default: every core it may run on).
-    #[arg(long, value_parser = parse_positive_u32)]
+    /// Worker threads for the load generator (default: every core it may run on; at
+    /// most 1,024).
+    #[arg(long, value_parser = parse_threads)]
     pub threads: Option<u32>,
 }
 
@@ -373,6 +375,14 @@ fn parse_url(s: &str) -> Result<Uri, String> {
             ));
         }
     }
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    if let Some((_, port)) = authority.rsplit_once(':')
+        && !port.contains(']')
+        && !port.is_empty()
+        && !port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return Err(format!("'{s}' has a port outside 1-65535"));
+    }
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!(
             "'{s}' has no host (expected e.g. http://127.0.0.1:8080/)"
@@ -380,6 +390,9 @@ fn parse_url(s: &str) -> Result<Uri, String> {
     }
     Ok(uri)
 }
+
+/// The lowest open-loop rate accepted.
+const MIN_QPS: f64 = 0.001;
 
 fn parse_qps(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| {
@@ -391,6 +404,33 @@ fn parse_qps(s: &str) -> Result<f64, String> {
         return Err(format!(
             "'{s}' is negative or not finite (expected 0 for max speed, or a rate above 0)"
         ));
+    }
+    if v > 0.0 && v < MIN_QPS {
+        return Err(format!(
+            "'{s}' is below the lowest rate, {MIN_QPS} requests per second (one per ~17 minutes)"
+        ));
+    }
+    Ok(v)
+}
+
+fn parse_connections(s: &str) -> Result<u32, String> {
+    bounded_u32(s, 100_000)
+}
+
+fn parse_streams(s: &str) -> Result<u32, String> {
+    bounded_u32(s, 10_000)
+}
+
+fn parse_threads(s: &str) -> Result<u32, String> {
+    bounded_u32(s, 1_024)
+}
+
+/// A whole number from 1 to `max`: limits keep a typo (`-c 4000000000`) from asking
+/// for billions of tasks.
+fn bounded_u32(s: &str, max: u32) -> Result<u32, String> {
+    let v = parse_positive_u32(s)?;
+    if v > max {
+        return Err(format!("{v} is more than the limit of {max}"));
     }
     Ok(v)
 }
@@ -459,6 +499,10 @@ mod tests {
         assert!(parse_url("127.0.0.1:8080").is_err());
         assert!(parse_url("http://").is_err());
         assert!(parse_url("http://exa mple/").is_err());
+        assert!(
+            parse_url("http://127.0.0.1:99999/").is_err(),
+            "port out of range"
+        );
     }
 
     #[test]
@@ -477,5 +521,6 @@ mod tests {
         assert!(parse_qps("-1").is_err());
         assert!(parse_qps("inf").is_err());
         assert!(parse_qps("fast").is_err());
+        assert!(parse_qps("1e-30").is_err(), "below the minimum rate");
     }
 }

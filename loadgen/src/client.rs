@@ -22,6 +22,11 @@ use tokio_rustls::TlsConnector;
 use crate::h1::{H1Conn, H1Error, Stream};
 use crate::stats::{ErrorKind, Outcome};
 
+/// How often an HTTP/2 connection is pinged, and how long a ping may go unanswered
+/// before the connection is closed (and replaced on the next request).
+const H2_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The HTTP version to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpVersion {
@@ -170,7 +175,13 @@ impl Endpoint {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        // Pings find a connection that stopped answering, so it is replaced instead of
+        // timing out every request on it for the rest of the run.
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(H2_PING_INTERVAL)
+            .keep_alive_timeout(H2_PING_TIMEOUT)
+            .keep_alive_while_idle(true)
             .handshake(io)
             .await
             .map_err(|e| classify_hyper(&e))?;
@@ -216,8 +227,22 @@ impl Endpoint {
         let response = match sender {
             Sender::H1(conn) => {
                 let head_only = self.method == Method::HEAD;
+                let idempotent = matches!(
+                    self.method,
+                    Method::GET
+                        | Method::HEAD
+                        | Method::OPTIONS
+                        | Method::TRACE
+                        | Method::PUT
+                        | Method::DELETE
+                );
                 return match conn
-                    .exchange(&self.h1_request, head_only, self.group_by.as_ref())
+                    .exchange(
+                        &self.h1_request,
+                        head_only,
+                        idempotent,
+                        self.group_by.as_ref(),
+                    )
                     .await
                 {
                     Ok(r) => Exchange {

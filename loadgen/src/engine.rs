@@ -219,8 +219,11 @@ pub struct TargetReport {
     /// Requests the schedule handed out (open loop) or workers started (closed loop).
     pub issued: u64,
     /// Open loop: requests scheduled within the duration that could not be sent before
-    /// it ended (every connection was busy).
+    /// it ended (every connection was busy), or were still queued when it was stopped.
     pub unsent: u64,
+    /// Requests sent again because the idle connection they went out on had been
+    /// closed by the server before answering.
+    pub stale_retries: u64,
     /// Intended offset of the last scheduled request (open loop).
     pub last_intended_offset: Option<Duration>,
     /// CPU time of the pacer thread.
@@ -277,6 +280,7 @@ pub async fn run(
             stop: stop.clone(),
             issued: AtomicU64::new(0),
             unsent: AtomicU64::new(0),
+            stale_retries: AtomicU64::new(0),
             max_requests: p.config.max_requests,
             duration: p.config.duration,
             closed_loop: p.config.rate.is_closed_loop(),
@@ -362,7 +366,7 @@ pub async fn run(
     let interrupted = stop.is_stopped();
 
     let mut reports = Vec::with_capacity(runs.len());
-    for (((config, run, _, _), mut collector), pacer) in
+    for (((config, run, _, queue_rx), mut collector), pacer) in
         runs.into_iter().zip(collectors).zip(pacers)
     {
         let (scheduler_cpu, last_intended_offset) = match pacer {
@@ -375,6 +379,12 @@ pub async fn run(
             }
             None => (Duration::ZERO, None),
         };
+        // Tickets still queued when the run was stopped were scheduled but not sent.
+        if let Some(queue) = queue_rx {
+            while queue.try_recv().is_ok() {
+                run.unsent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let mut stats = Stats::new();
         for shard in &run.shards {
             stats.merge(&shard.lock().expect("stats shard"));
@@ -390,6 +400,7 @@ pub async fn run(
             interrupted,
             issued: run.issued.load(Ordering::Relaxed),
             unsent: run.unsent.load(Ordering::Relaxed),
+            stale_retries: run.stale_retries.load(Ordering::Relaxed),
             last_intended_offset,
             scheduler_cpu,
         });
@@ -522,8 +533,11 @@ struct TargetRun {
     stop: StopHandle,
     issued: AtomicU64,
     /// Open loop: requests scheduled before the end of the duration that could not be
-    /// sent before it ended.
+    /// sent before it ended (or were still queued when the run was stopped).
     unsent: AtomicU64,
+    /// Requests sent again on a fresh connection because the idle one they were sent on
+    /// had been closed by the server before answering.
+    stale_retries: AtomicU64,
     max_requests: Option<u64>,
     duration: Option<Duration>,
     closed_loop: bool,
@@ -579,14 +593,26 @@ impl Conn {
         }
     }
 
+    /// Forgets a connection after a failed exchange. An HTTP/1.1 connection is dropped.
+    /// An HTTP/2 connection is shared by other streams, so a stream-level error (a
+    /// reset stream, a timeout) keeps it; only a connection that is closed is replaced.
     async fn drop_connection(&mut self) {
         match self {
             Conn::H1(current) => *current = None,
             Conn::H2 { slot, current } => {
-                if let Some((generation, _)) = current.take() {
+                if current.as_ref().is_some_and(|(_, s)| s.is_closed())
+                    && let Some((generation, _)) = current.take()
+                {
                     slot.invalidate(generation).await;
                 }
             }
+        }
+    }
+
+    /// Marks a warmed-up HTTP/1.1 connection as idle (see `H1Conn::mark_warm`).
+    fn mark_warm(&mut self) {
+        if let Conn::H1(Some(Sender::H1(conn))) = self {
+            conn.mark_warm();
         }
     }
 }
@@ -610,6 +636,7 @@ async fn worker(
     // counted) on the first request.
     let warm_deadline = TokioInstant::now() + run.timeout;
     let _ = conn.ensure(&run.endpoint, warm_deadline).await;
+    conn.mark_warm();
     let _ = ready.send(()).await;
     drop(ready);
     let start = match start_rx.wait_for(Option::is_some).await {
@@ -632,6 +659,10 @@ async fn worker(
             }
         };
         if run.stop.is_stopped() {
+            if intended.is_some() {
+                // Received but never sent: accounted for, not lost.
+                run.unsent.fetch_add(1, Ordering::Relaxed);
+            }
             break;
         }
         let actual = Instant::now();
@@ -642,7 +673,7 @@ async fn worker(
         }
         let intended = intended.unwrap_or(actual);
         let deadline = TokioInstant::from_std(actual + run.timeout);
-        let outcome = send_one(&run.endpoint, &mut conn, deadline).await;
+        let outcome = send_one(&run, &mut conn, deadline).await;
         let done = Instant::now();
         let failed_to_connect = matches!(
             outcome,
@@ -666,9 +697,10 @@ async fn worker(
     }
 }
 
-/// One request on `conn`, reconnecting once if the kept-alive connection turns out to
-/// have been closed by the server between requests.
-async fn send_one(endpoint: &Endpoint, conn: &mut Conn, deadline: TokioInstant) -> OwnedOutcome {
+/// One request on `conn`, reconnecting once if the idle connection turns out to have
+/// been closed by the server before it answered (idempotent requests only; counted).
+async fn send_one(run: &TargetRun, conn: &mut Conn, deadline: TokioInstant) -> OwnedOutcome {
+    let endpoint = &run.endpoint;
     for attempt in 0..2 {
         let sender = match conn.ensure(endpoint, deadline).await {
             Ok(s) => s,
@@ -679,6 +711,7 @@ async fn send_one(endpoint: &Endpoint, conn: &mut Conn, deadline: TokioInstant) 
             conn.drop_connection().await;
         }
         if exchange.stale && attempt == 0 {
+            run.stale_retries.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         return exchange.outcome;
@@ -713,6 +746,7 @@ fn pace(
     let mut timer = PreciseTimer::new();
     let mut last_offset = None;
     let end = duration.map(|d| start + d + grace(d));
+    let mut sent = 0u64;
     while let Some(offset) = schedule.next_offset() {
         if duration.is_some_and(|d| offset >= d) {
             break;
@@ -723,14 +757,13 @@ fn pace(
         if let (Some(end), Some(d)) = (end, duration)
             && Instant::now() >= end
         {
-            let mut owed = 1u64;
-            while let Some(o) = schedule.next_offset() {
-                if o >= d || max_requests.is_some_and(|n| schedule.next_index() > n) {
-                    break;
-                }
-                owed += 1;
-            }
-            run.unsent.fetch_add(owed, Ordering::Relaxed);
+            // The duration is over and requests are still owed: count them from the
+            // schedule (no stepping through what could be billions of tickets).
+            let scheduled = schedule
+                .count_before(d)
+                .min(max_requests.unwrap_or(u64::MAX));
+            run.unsent
+                .fetch_add(scheduled.saturating_sub(sent), Ordering::Relaxed);
             break;
         }
         let intended = start + offset;
@@ -740,6 +773,7 @@ fn pace(
         if tx.send_blocking(Ticket { intended }).is_err() {
             break;
         }
+        sent += 1;
         run.issued.fetch_add(1, Ordering::Relaxed);
         last_offset = Some(offset);
     }

@@ -32,6 +32,10 @@ pub fn request_bytes(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8
     let mut out = Vec::with_capacity(128 + body.len());
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
+    if !path.starts_with('/') && !path.starts_with('*') {
+        // `http://host?x=1`: the origin form needs the root path before the query.
+        out.push(b'/');
+    }
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in headers {
@@ -83,6 +87,9 @@ pub(crate) struct H1Conn {
     stream: Stream,
     buf: BytesMut,
     exchanges: u64,
+    /// Opened before the request now being sent (warm-up): it may have been closed by
+    /// the server while idle, like a kept-alive one.
+    warm: bool,
 }
 
 impl H1Conn {
@@ -91,20 +98,35 @@ impl H1Conn {
             stream,
             buf: BytesMut::with_capacity(16 * 1024),
             exchanges: 0,
+            warm: false,
         }
     }
 
+    /// Marks a connection opened ahead of use (before the run starts): if the server
+    /// closes it while idle, the first request may be retried like on a kept-alive one.
+    pub fn mark_warm(&mut self) {
+        self.warm = true;
+    }
+
     /// Writes `request` and reads the whole response.
+    ///
+    /// `idempotent`: the request may be sent again safely (GET, HEAD, OPTIONS, TRACE,
+    /// PUT, DELETE). Only then, and only on a connection that was idle before this
+    /// request (kept alive, or warmed up) and that gave no byte of a response, is a
+    /// failure reported as [`H1Error::Stale`] — the server closed the idle connection,
+    /// as servers may — and retried by the caller, which counts the retry.
     pub async fn exchange(
         &mut self,
         request: &[u8],
         head_only: bool,
+        idempotent: bool,
         group_by: Option<&HeaderName>,
     ) -> Result<H1Response, H1Error> {
-        let reused = self.exchanges > 0;
+        let idle_before = self.exchanges > 0 || self.warm;
         self.exchanges += 1;
+        self.warm = false;
         let stale_or = |kind: ErrorKind| {
-            if reused {
+            if idle_before && idempotent {
                 H1Error::Stale
             } else {
                 H1Error::Failed(kind)
@@ -117,6 +139,12 @@ impl H1Conn {
         // Read until the head parses.
         let (status, head_len, framing, keep_alive, group) = loop {
             match parse_head(&self.buf, head_only, group_by) {
+                // An informational response (103 Early Hints, an unasked 100): skip it
+                // and read the final one, as RFC 9110 says a client does.
+                Ok(Some((status, len, ..))) if (100..200).contains(&status) && status != 101 => {
+                    self.buf.advance(len);
+                    continue;
+                }
                 Ok(Some(head)) => break head,
                 Ok(None) => {}
                 Err(kind) => return Err(H1Error::Failed(kind)),
@@ -139,12 +167,15 @@ impl H1Conn {
             Framing::Chunked => (self.read_chunked_body().await?, true),
             Framing::UntilClose => (self.read_until_close().await?, false),
         };
+        // Bytes after a complete response were never asked for (no pipelining): the
+        // stream can no longer be trusted, so the connection is not reused.
+        let clean = self.buf.is_empty();
         Ok(H1Response {
             status,
             header_bytes: head_len as u64,
             body_bytes,
             group,
-            keep_alive: keep_alive && body_keeps_alive,
+            keep_alive: keep_alive && body_keeps_alive && clean,
         })
     }
 
@@ -274,8 +305,12 @@ fn parse_head(
         Err(_) => return Err(ErrorKind::Protocol),
     };
     let status = resp.code.ok_or(ErrorKind::Protocol)?;
-    if (100..200).contains(&status) {
+    if status == 101 {
+        // No upgrade was asked for: a switch of protocol is a protocol error here.
         return Err(ErrorKind::Protocol);
+    }
+    if (100..200).contains(&status) {
+        return Ok(Some((status, head_len, Framing::None, true, None)));
     }
     let mut keep_alive = resp.version == Some(1);
     let mut length = None;
@@ -420,7 +455,7 @@ mod tests {
         )
         .await;
         let name = HeaderName::from_static("x-b");
-        let r = c.exchange(REQ, false, Some(&name)).await.unwrap();
+        let r = c.exchange(REQ, false, true, Some(&name)).await.unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.body_bytes, 10);
         assert_eq!(r.group.as_deref(), Some("v1"));
@@ -436,7 +471,7 @@ mod tests {
         // Deliver it one byte at a time.
         let pieces = body.iter().map(|b| vec![*b]).collect();
         let mut c = conn_with_responses(pieces, false).await;
-        let r = c.exchange(REQ, false, None).await.unwrap();
+        let r = c.exchange(REQ, false, true, None).await.unwrap();
         assert_eq!((r.status, r.body_bytes, r.keep_alive), (201, 16, true));
     }
 
@@ -450,7 +485,7 @@ mod tests {
             true,
         )
         .await;
-        let r = c.exchange(REQ, false, None).await.unwrap();
+        let r = c.exchange(REQ, false, true, None).await.unwrap();
         assert_eq!((r.body_bytes, r.keep_alive), (6, false));
     }
 
@@ -461,14 +496,14 @@ mod tests {
             false,
         )
         .await;
-        let r = c.exchange(REQ, false, None).await.unwrap();
+        let r = c.exchange(REQ, false, true, None).await.unwrap();
         assert_eq!((r.status, r.body_bytes), (204, 0));
         let mut c = conn_with_responses(
             vec![b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n".to_vec()],
             false,
         )
         .await;
-        let r = c.exchange(REQ, true, None).await.unwrap();
+        let r = c.exchange(REQ, true, true, None).await.unwrap();
         assert_eq!((r.status, r.body_bytes), (200, 0));
     }
 
@@ -491,14 +526,19 @@ mod tests {
                 vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n".to_vec()],
                 ErrorKind::Protocol,
             ),
+            // A 1xx is skipped; the connection then closes before the final response.
             (
                 vec![b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()],
+                ErrorKind::Reset,
+            ),
+            (
+                vec![b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec()],
                 ErrorKind::Protocol,
             ),
             (vec![b"HTTP/1.1 20".to_vec()], ErrorKind::Reset),
         ] {
             let mut c = conn_with_responses(pieces.clone(), true).await;
-            let got = c.exchange(REQ, false, None).await;
+            let got = c.exchange(REQ, false, true, None).await;
             assert_eq!(got, Err(H1Error::Failed(want)), "{pieces:?}");
         }
     }
@@ -511,8 +551,47 @@ mod tests {
         }
         let mut c = conn_with_responses(vec![head], true).await;
         assert_eq!(
-            c.exchange(REQ, false, None).await,
+            c.exchange(REQ, false, true, None).await,
             Err(H1Error::Failed(ErrorKind::Protocol))
+        );
+    }
+
+    #[tokio::test]
+    async fn informational_responses_are_skipped_and_leftover_bytes_end_reuse() {
+        let mut c = conn_with_responses(
+            vec![b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA".to_vec()],
+            false,
+        )
+        .await;
+        let r = c.exchange(REQ, false, true, None).await.unwrap();
+        assert_eq!((r.status, r.body_bytes), (200, 2));
+        assert!(!r.keep_alive, "unrequested bytes after the response");
+    }
+
+    /// A POST is never replayed: a reused connection closed before any response byte
+    /// is a real error for a non-idempotent request.
+    #[tokio::test]
+    async fn non_idempotent_requests_are_not_stale_retried() {
+        let mut c = conn_with_responses(
+            vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec()],
+            true,
+        )
+        .await;
+        assert!(c.exchange(REQ, false, false, None).await.is_ok());
+        assert_eq!(
+            c.exchange(REQ, false, false, None).await,
+            Err(H1Error::Failed(ErrorKind::Reset))
+        );
+    }
+
+    #[test]
+    fn a_query_without_a_path_gets_the_root_path() {
+        let uri: Uri = "http://h:1?x=1".parse().unwrap();
+        let bytes = request_bytes(&Method::GET, &uri, &HeaderMap::new(), b"");
+        assert!(
+            bytes.starts_with(b"GET /?x=1 HTTP/1.1\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&bytes)
         );
     }
 
@@ -523,8 +602,11 @@ mod tests {
             true,
         )
         .await;
-        assert!(c.exchange(REQ, false, None).await.is_ok());
-        assert_eq!(c.exchange(REQ, false, None).await, Err(H1Error::Stale));
+        assert!(c.exchange(REQ, false, true, None).await.is_ok());
+        assert_eq!(
+            c.exchange(REQ, false, true, None).await,
+            Err(H1Error::Stale)
+        );
     }
 
     #[test]

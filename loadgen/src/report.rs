@@ -126,6 +126,7 @@ impl TargetReport {
             responses_total: s.responses,
             success_total: s.success,
             errors_total: s.errors_total(),
+            stale_connection_retries: self.stale_retries,
             status_codes: s.status_codes(),
             errors: s.error_kinds(),
             latency_us: s.corrected.summary(),

@@ -187,6 +187,17 @@ impl Schedule {
         }
     }
 
+    /// How many requests the schedule intends in `[0, t)`: the smallest integer at or
+    /// above the cumulative count (request k is intended at the time the count reaches k).
+    pub fn count_before(&self, t: Duration) -> u64 {
+        let n = self.profile.cumulative(t).unwrap_or(0.0);
+        if n.is_finite() && n > 0.0 {
+            n.ceil().min(u64::MAX as f64) as u64
+        } else {
+            0
+        }
+    }
+
     /// Index of the next request the schedule will produce.
     pub fn next_index(&self) -> u64 {
         self.next_index
@@ -198,7 +209,9 @@ impl Schedule {
         let k = self.next_index as f64;
         let secs = self.offset_of(k)?;
         self.next_index += 1;
-        Some(Duration::from_secs_f64(secs.max(0.0)))
+        // A rate so low that the next send is beyond any representable time ends the
+        // schedule instead of overflowing.
+        Duration::try_from_secs_f64(secs.max(0.0)).ok()
     }
 
     fn offset_of(&mut self, k: f64) -> Option<f64> {
@@ -327,6 +340,37 @@ mod tests {
             t[10]
         );
         assert!((t[11] - 2.01).abs() < 1e-9);
+    }
+
+    #[test]
+    fn count_before_matches_stepping() {
+        for p in [
+            RateProfile::Constant { rps: 333.0 },
+            RateProfile::Ramp {
+                from_rps: 10.0,
+                to_rps: 500.0,
+                over: Duration::from_secs(2),
+            },
+        ] {
+            let horizon = Duration::from_millis(2500);
+            let mut s = Schedule::new(p.clone());
+            let mut stepped = 0u64;
+            while s.next_offset().is_some_and(|o| o < horizon) {
+                stepped += 1;
+            }
+            let counted = Schedule::new(p.clone()).count_before(horizon);
+            assert!(
+                counted.abs_diff(stepped) <= 1,
+                "{p:?}: {counted} vs {stepped}"
+            );
+        }
+    }
+
+    #[test]
+    fn absurdly_low_rates_end_the_schedule_instead_of_overflowing() {
+        let mut s = Schedule::new(RateProfile::Constant { rps: 1e-30 });
+        assert_eq!(s.next_offset(), Some(Duration::ZERO));
+        assert_eq!(s.next_offset(), None);
     }
 
     #[test]

@@ -14,6 +14,8 @@ use results::Recorder;
 /// Distinct values kept per `--group-by-header`; further values count as
 /// [`OTHER_GROUP`], so a header with unbounded values cannot exhaust memory.
 pub const MAX_GROUPS: usize = 1000;
+/// Longest group value kept, in characters; longer values are cut.
+pub const MAX_GROUP_VALUE_CHARS: usize = 256;
 /// The group that collects values beyond [`MAX_GROUPS`].
 pub const OTHER_GROUP: &str = "(other)";
 
@@ -214,6 +216,12 @@ impl Stats {
     }
 
     fn count_group(&mut self, value: &str) {
+        // Long values are cut (at a character boundary), so a hostile header cannot
+        // make each group key large.
+        let value = match value.char_indices().nth(MAX_GROUP_VALUE_CHARS) {
+            Some((cut, _)) => &value[..cut],
+            None => value,
+        };
         if let Some(n) = self.groups.get_mut(value) {
             *n += 1;
         } else if self.groups.len() < MAX_GROUPS {

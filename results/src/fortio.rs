@@ -723,6 +723,7 @@ mod tests {
             responses_total: 96,
             success_total: 90,
             errors_total: 4,
+            stale_connection_retries: 0,
             status_codes: [("200".to_owned(), 90), ("503".to_owned(), 6)].into(),
             errors: [("connect_refused".to_owned(), 4)].into(),
             latency_us: latency_recorder().summary(),

@@ -51,6 +51,11 @@ pub struct LoadResult {
     pub success_total: u64,
     /// Requests that got no HTTP response (see `errors` for the kinds).
     pub errors_total: u64,
+    /// Requests sent a second time on a fresh connection because the idle (kept-alive
+    /// or warmed-up) connection they first went out on had been closed by the server
+    /// before any byte of a response. Idempotent methods only; a high count means the
+    /// server closes idle connections sooner than the load generator reuses them.
+    pub stale_connection_retries: u64,
     /// HTTP status code → count.
     pub status_codes: BTreeMap<String, u64>,
     /// Error kind → count. Kinds: `connect_refused`, `connect_timeout`, `timeout`,

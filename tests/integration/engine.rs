@@ -134,6 +134,7 @@ async fn stop_handle_interrupts() {
     let (addr, count) = stalling_server(0, Duration::ZERO).await;
     let mut t = target(addr, RateProfile::Constant { rps: 100.0 });
     t.duration = Some(Duration::from_secs(60));
+    t.connections = 4;
     let stop = StopHandle::new();
     let stopper = stop.clone();
     let watcher = tokio::spawn(async move {
@@ -152,9 +153,21 @@ async fn stop_handle_interrupts() {
     .await
     .unwrap();
     watcher.await.unwrap();
-    assert!(reports[0].interrupted);
-    let n = reports[0].stats.responses;
+    let r = &reports[0];
+    assert!(r.interrupted);
+    let n = r.stats.responses;
     assert!((10..200).contains(&n), "{n}");
+    // Every request the schedule handed out is accounted for: finished, or unsent
+    // (received by a worker after the stop, or still queued).
+    assert_eq!(
+        r.issued,
+        r.stats.responses + r.stats.errors_total() + r.unsent,
+        "issued {} = responses {} + errors {} + unsent {}",
+        r.issued,
+        r.stats.responses,
+        r.stats.errors_total(),
+        r.unsent
+    );
 }
 
 /// Closed loop with an exact count sends exactly that many, across connections.

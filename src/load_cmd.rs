@@ -184,7 +184,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     }
     let reports = match reports {
         Ok(r) => r,
-        Err(e) if e.is_usage() => return Err(usage(e.to_string())),
+        Err(e) if e.is_usage() => return Err(usage(flag_message(&e))),
         Err(e) => return Err(anyhow::Error::new(e)),
     };
     let report = reports.into_iter().next().expect("one target, one report");
@@ -289,22 +289,21 @@ fn target_config(args: &LoadArgs) -> anyhow::Result<TargetConfig> {
         key_file: args.key.clone(),
         insecure: args.insecure,
     };
-    check_tls_files(&config.tls)?;
     Ok(config)
 }
 
-/// Reads each TLS file now, so a bad one is reported with the flag that named it.
-fn check_tls_files(tls: &TlsOptions) -> anyhow::Result<()> {
-    if let Some(p) = &tls.ca_file {
-        loadgen::pem::load_certs(p).map_err(|e| usage(format!("--cacert: {e}")))?;
+/// A target error in the words of the flags: TLS file problems name the flag that
+/// gave the file.
+fn flag_message(e: &loadgen::ConfigError) -> String {
+    use loadgen::tls::TlsConfigError as T;
+    match e {
+        loadgen::ConfigError::Tls(T::Ca(p)) => format!("--cacert: {p}"),
+        loadgen::ConfigError::Tls(T::ClientCert(p)) => format!("--cert: {p}"),
+        loadgen::ConfigError::Tls(T::ClientKey(p)) => format!("--key: {p}"),
+        loadgen::ConfigError::Tls(T::BadCa { .. }) => format!("--cacert: {e}"),
+        loadgen::ConfigError::Tls(T::BadClientCert(_)) => format!("--cert/--key: {e}"),
+        other => other.to_string(),
     }
-    if let Some(p) = &tls.cert_file {
-        loadgen::pem::load_certs(p).map_err(|e| usage(format!("--cert: {e}")))?;
-    }
-    if let Some(p) = &tls.key_file {
-        loadgen::pem::load_key(p).map_err(|e| usage(format!("--key: {e}")))?;
-    }
-    Ok(())
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {

@@ -805,11 +805,7 @@ impl Collector {
             responses: 0,
             errors: 0,
             rows: Vec::new(),
-            scratch: Interval {
-                latency: Recorder::latency(),
-                responses: 0,
-                errors: 0,
-            },
+            scratch: Interval::new(),
         }
     }
 

@@ -91,12 +91,19 @@ pub struct Interval {
 }
 
 impl Interval {
-    fn new() -> Self {
+    /// Empty counters.
+    pub fn new() -> Self {
         Self {
             latency: Recorder::latency(),
             responses: 0,
             errors: 0,
         }
+    }
+}
+
+impl Default for Interval {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

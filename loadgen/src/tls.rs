@@ -29,8 +29,15 @@ pub struct TlsOptions {
 /// Why a TLS client configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
-    #[error(transparent)]
-    Pem(#[from] PemError),
+    /// The CA file (`--cacert`) could not be read.
+    #[error("CA certificates: {0}")]
+    Ca(PemError),
+    /// The client certificate (`--cert`) could not be read.
+    #[error("client certificate: {0}")]
+    ClientCert(PemError),
+    /// The client key (`--key`) could not be read.
+    #[error("client key: {0}")]
+    ClientKey(PemError),
     #[error("{path}: not a usable CA certificate: {detail}")]
     BadCa { path: PathBuf, detail: String },
     #[error("--cert and --key must be given together")]
@@ -61,8 +68,8 @@ pub fn client_config(
     };
     let mut config = match (&opts.cert_file, &opts.key_file) {
         (Some(cert), Some(key)) => {
-            let chain = pem::load_certs(cert)?;
-            let key = pem::load_key(key)?;
+            let chain = pem::load_certs(cert).map_err(TlsConfigError::ClientCert)?;
+            let key = pem::load_key(key).map_err(TlsConfigError::ClientKey)?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| TlsConfigError::BadClientCert(e.to_string()))?
@@ -77,7 +84,7 @@ pub fn client_config(
 fn roots(opts: &TlsOptions) -> Result<RootCertStore, TlsConfigError> {
     let mut store = RootCertStore::empty();
     if let Some(path) = &opts.ca_file {
-        for cert in pem::load_certs(path)? {
+        for cert in pem::load_certs(path).map_err(TlsConfigError::Ca)? {
             store.add(cert).map_err(|e| TlsConfigError::BadCa {
                 path: path.clone(),
                 detail: e.to_string(),

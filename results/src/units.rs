@@ -23,69 +23,106 @@ pub enum UnitError {
     BadSize(String),
 }
 
-/// Parses a Go-style duration: `300ms`, `1.5s`, `2m30s`, `1h`, `0`.
-pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
-    let s = text.trim();
-    if s.is_empty() {
-        return Err(UnitError::Empty);
+/// What is wrong with a Go-style duration, without the wording: each caller says it
+/// in its own terms (a CLI flag, an Istio field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoDurationError {
+    Empty,
+    /// Not `<decimal><unit>` terms (spaces, a stray `.`, no digits).
+    Syntax,
+    /// A bare number such as `5`.
+    MissingUnit,
+    /// A unit other than `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`.
+    UnknownUnit(String),
+    /// Below zero.
+    Negative,
+    /// Too large to count in nanoseconds.
+    Overflow,
+}
+
+/// Reads Go's `time.ParseDuration` syntax — an optional sign, then one or more
+/// `<decimal><unit>` terms; a bare `0` — into nanoseconds, exactly as written (no
+/// trimming). Fraction digits beyond 18 are ignored. `-0` is zero; anything else
+/// negative is refused. The caller applies its own upper bound.
+pub fn parse_go_duration_ns(text: &str) -> Result<u128, GoDurationError> {
+    use GoDurationError as E;
+    let (negative, body) = match text.as_bytes().first() {
+        None => return Err(E::Empty),
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        Some(_) => (false, text),
+    };
+    if body == "0" {
+        return Ok(0);
     }
-    if s.starts_with('-') {
-        return Err(UnitError::Negative(s.to_owned()));
+    if body.is_empty() || body.contains(char::is_whitespace) {
+        return Err(E::Syntax);
     }
-    let s = s.strip_prefix('+').unwrap_or(s);
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let bad = || UnitError::BadDuration(text.trim().to_owned());
-    let mut total_ns: u128 = 0;
-    let mut rest = s;
+    let mut total: u128 = 0;
+    let mut rest = body;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if num_len == 0 {
-            return Err(bad());
+        let int_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (int_part, after) = rest.split_at(int_len);
+        let (frac_part, after) = match after.strip_prefix('.') {
+            Some(f) => f.split_at(f.find(|c: char| !c.is_ascii_digit()).unwrap_or(f.len())),
+            None => ("", after),
+        };
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(E::Syntax);
         }
-        let (num, after) = rest.split_at(num_len);
         let unit_len = after
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_len);
+        let (unit, after) = after.split_at(unit_len);
         let unit_ns: u128 = match unit {
+            "" if after.is_empty() && rest.len() == body.len() => return Err(E::MissingUnit),
+            "" => return Err(E::Syntax),
             "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
             "ms" => 1_000_000,
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            _ => return Err(bad()),
+            other => return Err(E::UnknownUnit(other.to_owned())),
         };
-        total_ns += decimal_times(num, unit_ns).ok_or_else(bad)?;
-        if total_ns > u128::from(u64::MAX) {
-            return Err(UnitError::Overflow(text.trim().to_owned()));
+        let int: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| E::Overflow)?
+        };
+        let (mut frac, mut scale) = (0u128, 1u128);
+        for digit in frac_part.bytes().take(18) {
+            frac = frac * 10 + u128::from(digit - b'0');
+            scale *= 10;
         }
-        rest = next;
+        let term = int
+            .checked_mul(unit_ns)
+            .and_then(|v| v.checked_add(frac * unit_ns / scale))
+            .ok_or(E::Overflow)?;
+        total = total.checked_add(term).ok_or(E::Overflow)?;
+        rest = after;
     }
-    Ok(Duration::from_nanos(total_ns as u64))
+    if negative && total > 0 {
+        return Err(E::Negative);
+    }
+    Ok(total)
 }
 
-/// `num` (digits with at most one '.') times `unit_ns`, exactly, truncating below 1 ns.
-fn decimal_times(num: &str, unit_ns: u128) -> Option<u128> {
-    let (int, frac) = match num.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (num, ""),
-    };
-    if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
-        return None;
-    }
-    let int_val: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let mut total = int_val.checked_mul(unit_ns)?;
-    let mut scale = unit_ns;
-    for digit in frac.bytes().take(18) {
-        scale /= 10;
-        total += u128::from(digit - b'0') * scale;
-    }
-    Some(total)
+/// Parses a Go-style duration: `300ms`, `1.5s`, `2m30s`, `1h`, `0` (surrounding
+/// spaces ignored).
+pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
+    let s = text.trim();
+    let ns = parse_go_duration_ns(s).map_err(|e| match e {
+        GoDurationError::Empty => UnitError::Empty,
+        GoDurationError::Negative => UnitError::Negative(s.to_owned()),
+        GoDurationError::Overflow => UnitError::Overflow(s.to_owned()),
+        _ => UnitError::BadDuration(s.to_owned()),
+    })?;
+    u64::try_from(ns)
+        .map(Duration::from_nanos)
+        .map_err(|_| UnitError::Overflow(s.to_owned()))
 }
 
 /// Formats a duration the way [`parse_duration`] reads it, choosing a readable unit:
@@ -176,6 +213,24 @@ mod tests {
             parse_duration("9999999999h"),
             Err(UnitError::Overflow(_))
         ));
+    }
+
+    /// Long fractions of large units stay exact enough and never overflow (30 fraction
+    /// digits of an hour once overflowed a u128 in an earlier copy of this parser).
+    #[test]
+    fn long_fractions_do_not_overflow() {
+        let d = parse_duration("0.999999999999999999999999999999h").unwrap();
+        assert!(d < Duration::from_secs(3600) && d > Duration::from_secs(3599));
+        assert_eq!(
+            parse_go_duration_ns("-0"),
+            Ok(0),
+            "negative zero is zero, as Go"
+        );
+        assert_eq!(parse_go_duration_ns("5"), Err(GoDurationError::MissingUnit));
+        assert_eq!(
+            parse_go_duration_ns("5d"),
+            Err(GoDurationError::UnknownUnit("d".into()))
+        );
     }
 
     #[test]

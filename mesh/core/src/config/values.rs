@@ -46,84 +46,25 @@ pub enum DurationError {
     SubMillisecond(String),
 }
 
-/// Parses a duration as Istio accepts it (see the module docs).
+/// Parses a duration as Istio accepts it (see the module docs): Go's syntax
+/// ([`results::units::parse_go_duration_ns`]), at most `i64::MAX` nanoseconds, in
+/// whole milliseconds.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    use results::units::{GoDurationError as Go, parse_go_duration_ns};
     let owned = || text.to_owned();
-    let (negative, body) = match text.as_bytes().first() {
-        None => return Err(DurationError::Empty),
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        Some(_) => (false, text),
-    };
-    if body == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if body.is_empty() || body.contains(char::is_whitespace) {
-        return Err(DurationError::Syntax(owned()));
-    }
-    let mut total: u128 = 0;
-    let mut rest = body;
-    while !rest.is_empty() {
-        let int_len = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (int_part, after) = rest.split_at(int_len);
-        let (frac_part, after) = match after.strip_prefix('.') {
-            Some(f) => {
-                let n = f.find(|c: char| !c.is_ascii_digit()).unwrap_or(f.len());
-                f.split_at(n)
-            }
-            None => ("", after),
-        };
-        if int_part.is_empty() && frac_part.is_empty() {
-            return Err(DurationError::Syntax(owned()));
-        }
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_len);
-        let unit_ns: u128 = match unit {
-            "" if after.is_empty() && rest.len() == body.len() => {
-                return Err(DurationError::MissingUnit(owned()));
-            }
-            "" => return Err(DurationError::Syntax(owned())),
-            "ns" => 1,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            other => {
-                return Err(DurationError::UnknownUnit {
-                    text: owned(),
-                    unit: other.to_owned(),
-                });
-            }
-        };
-        let overflow = || DurationError::Overflow(owned());
-        let int: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| overflow())?
-        };
-        let mut frac_ns: u128 = 0;
-        let mut scale: u128 = 1;
-        for digit in frac_part.bytes().take(30) {
-            frac_ns = frac_ns * 10 + u128::from(digit - b'0');
-            scale *= 10;
-        }
-        let term = int
-            .checked_mul(unit_ns)
-            .and_then(|v| v.checked_add(frac_ns * unit_ns / scale))
-            .ok_or_else(overflow)?;
-        total = total.checked_add(term).ok_or_else(overflow)?;
-        if total > u128::from(i64::MAX.unsigned_abs()) {
-            return Err(overflow());
-        }
-        rest = after;
-    }
-    if negative && total > 0 {
-        return Err(DurationError::Negative(owned()));
+    let total = parse_go_duration_ns(text).map_err(|e| match e {
+        Go::Empty => DurationError::Empty,
+        Go::Syntax => DurationError::Syntax(owned()),
+        Go::MissingUnit => DurationError::MissingUnit(owned()),
+        Go::UnknownUnit(unit) => DurationError::UnknownUnit {
+            text: owned(),
+            unit,
+        },
+        Go::Negative => DurationError::Negative(owned()),
+        Go::Overflow => DurationError::Overflow(owned()),
+    })?;
+    if total > u128::from(i64::MAX.unsigned_abs()) {
+        return Err(DurationError::Overflow(owned()));
     }
     if !total.is_multiple_of(1_000_000) {
         return Err(DurationError::SubMillisecond(owned()));

@@ -1,0 +1,1 @@
+//! `sim` — the deterministic discrete-event simulator, the sim driver of mesh-core.

@@ -1,0 +1,299 @@
+//! What the run measured: per-target counters and histograms, per-second series,
+//! assertion windows and the event log, turned into a [`ScenarioResult`] at the end.
+//!
+//! Targets are named as assertions name them: `client` (the load generators),
+//! a service, `service:version`, `caller->callee`.
+
+use std::collections::BTreeMap;
+
+use results::scenario::{Event, TrafficCounts, TrafficStats, WindowStats};
+use results::{Recorder, SecondSample};
+
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// Counters and a histogram for one target, with its current second.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub counts: TrafficCounts,
+    pub latency: Recorder,
+    /// Keep a per-second series (client and services only: edges and versions would
+    /// multiply the result's size for little use).
+    series: Option<Series>,
+}
+
+#[derive(Debug)]
+struct Series {
+    second: u64,
+    responses: u64,
+    errors: u64,
+    latency: Recorder,
+    samples: Vec<SecondSample>,
+}
+
+impl Series {
+    fn roll_to(&mut self, second: u64) {
+        while self.second < second {
+            self.samples.push(SecondSample {
+                t_s: self.second,
+                rps: self.responses as f64,
+                responses: self.responses,
+                errors: self.errors,
+                p50_us: self.latency.value_at_percentile(50.0),
+                p99_us: self.latency.value_at_percentile(99.0),
+            });
+            self.second += 1;
+            self.responses = 0;
+            self.errors = 0;
+            self.latency.reset();
+        }
+    }
+}
+
+impl Target {
+    fn new(series: bool) -> Self {
+        Target {
+            counts: TrafficCounts::default(),
+            latency: Recorder::latency(),
+            series: series.then(|| Series {
+                second: 0,
+                responses: 0,
+                errors: 0,
+                latency: Recorder::latency(),
+                samples: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// One finished request or attempt, as recorded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome<'a> {
+    /// When it completed.
+    pub at_ns: u64,
+    pub latency_ns: u64,
+    /// Final status, or `None` with `error` set.
+    pub status: Option<u16>,
+    pub error: Option<&'a str>,
+    /// Tries it took (1 for an attempt record).
+    pub attempts: u32,
+}
+
+/// A window an assertion asked for.
+#[derive(Debug)]
+struct Window {
+    target: String,
+    from_ns: u64,
+    to_ns: u64,
+    counts: TrafficCounts,
+    latency: Recorder,
+}
+
+/// Every measurement of the run.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    targets: BTreeMap<String, Target>,
+    windows: Vec<Window>,
+    /// Event log, capped per kind.
+    events: Vec<Event>,
+    events_total: BTreeMap<String, u64>,
+    events_dropped: u64,
+    cap_per_kind: u64,
+}
+
+impl Metrics {
+    pub fn new(windows: Vec<(String, u64, u64)>, cap_per_kind: u64) -> Self {
+        Metrics {
+            targets: BTreeMap::new(),
+            windows: windows
+                .into_iter()
+                .map(|(target, from_ns, to_ns)| Window {
+                    target,
+                    from_ns,
+                    to_ns,
+                    counts: TrafficCounts::default(),
+                    latency: Recorder::latency(),
+                })
+                .collect(),
+            events: Vec::new(),
+            events_total: BTreeMap::new(),
+            events_dropped: 0,
+            cap_per_kind,
+        }
+    }
+
+    /// Declares a target up front (so it appears even with no traffic).
+    pub fn declare(&mut self, name: &str, series: bool) {
+        self.targets
+            .entry(name.to_owned())
+            .or_insert_with(|| Target::new(series));
+    }
+
+    fn target(&mut self, name: &str) -> &mut Target {
+        if !self.targets.contains_key(name) {
+            self.targets.insert(name.to_owned(), Target::new(false));
+        }
+        self.targets.get_mut(name).expect("inserted above")
+    }
+
+    /// Counts a request start on `name`.
+    pub fn started(&mut self, name: &str) {
+        self.target(name).counts.requests_total += 1;
+    }
+
+    /// Records a finished request (or attempt) on `name`.
+    pub fn finished(&mut self, name: &str, o: Outcome<'_>) {
+        let latency_us = o.latency_ns / 1_000;
+        let failed = o.status.is_none_or(|s| s >= 400);
+        let t = self.target(name);
+        record(&mut t.counts, &mut t.latency, o, latency_us);
+        if let Some(series) = &mut t.series {
+            series.roll_to(o.at_ns / SECOND_NS);
+            series.responses += 1;
+            series.errors += u64::from(failed);
+            series.latency.record(latency_us);
+        }
+        for w in &mut self.windows {
+            if w.target == name && (w.from_ns..w.to_ns).contains(&o.at_ns) {
+                w.counts.requests_total += 1;
+                record(&mut w.counts, &mut w.latency, o, latency_us);
+            }
+        }
+    }
+
+    /// Logs an event at `t_ns`.
+    pub fn event(&mut self, t_ns: u64, kind: &str, at: &str, detail: impl Into<String>) {
+        let n = self.events_total.entry(kind.to_owned()).or_default();
+        *n += 1;
+        if *n > self.cap_per_kind {
+            self.events_dropped += 1;
+            return;
+        }
+        self.events.push(Event {
+            t_ns,
+            kind: kind.to_owned(),
+            at: at.to_owned(),
+            detail: detail.into(),
+        });
+    }
+
+    /// Counts an event of `kind` without logging it.
+    pub fn count_event(&mut self, kind: &str) {
+        *self.events_total.entry(kind.to_owned()).or_default() += 1;
+        self.events_dropped += 1;
+    }
+
+    /// Everything, for the result.
+    pub fn finish(mut self, duration_ns: u64) -> Finished {
+        let end_second = duration_ns.div_ceil(SECOND_NS);
+        let mut timeseries = BTreeMap::new();
+        let mut stats = BTreeMap::new();
+        for (name, t) in &mut self.targets {
+            if let Some(series) = &mut t.series {
+                series.roll_to(end_second);
+                timeseries.insert(name.clone(), std::mem::take(&mut series.samples));
+            }
+            stats.insert(
+                name.clone(),
+                TrafficStats::from_counts(&t.counts, &t.latency, duration_ns),
+            );
+        }
+        let windows = self
+            .windows
+            .iter()
+            .map(|w| WindowStats {
+                target: w.target.clone(),
+                from_ns: w.from_ns,
+                to_ns: w.to_ns,
+                stats: TrafficStats::from_counts(
+                    &w.counts,
+                    &w.latency,
+                    w.to_ns.min(duration_ns).saturating_sub(w.from_ns),
+                ),
+            })
+            .collect();
+        // Events are logged in time order already (the engine pops in time order).
+        Finished {
+            stats,
+            windows,
+            timeseries,
+            events: self.events,
+            events_total: self.events_total,
+            events_dropped: self.events_dropped,
+        }
+    }
+}
+
+fn record(counts: &mut TrafficCounts, latency: &mut Recorder, o: Outcome<'_>, latency_us: u64) {
+    counts.attempts_total += u64::from(o.attempts);
+    counts.retries_total += u64::from(o.attempts.saturating_sub(1));
+    counts.complete(o.status, o.error);
+    latency.record(latency_us);
+}
+
+/// The measurements, ready for the result.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub stats: BTreeMap<String, TrafficStats>,
+    pub windows: Vec<WindowStats>,
+    pub timeseries: BTreeMap<String, Vec<SecondSample>>,
+    pub events: Vec<Event>,
+    pub events_total: BTreeMap<String, u64>,
+    pub events_dropped: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(at_ns: u64, latency_ns: u64) -> Outcome<'static> {
+        Outcome {
+            at_ns,
+            latency_ns,
+            status: Some(200),
+            error: None,
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn series_has_a_row_per_second_including_idle_ones() {
+        let mut m = Metrics::new(vec![], 10);
+        m.declare("client", true);
+        m.started("client");
+        m.finished("client", ok(100, 1_000_000));
+        m.started("client");
+        m.finished("client", ok(2_500_000_000, 3_000_000));
+        let f = m.finish(3_000_000_000);
+        let rows = &f.timeseries["client"];
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            rows.iter().map(|r| r.responses).collect::<Vec<_>>(),
+            [1, 0, 1]
+        );
+        assert_eq!(f.stats["client"].requests_total, 2);
+    }
+
+    #[test]
+    fn windows_take_only_completions_inside_them() {
+        let mut m = Metrics::new(vec![("a".into(), 1_000, 2_000)], 10);
+        m.finished("a", ok(500, 10_000));
+        m.finished("a", ok(1_500, 20_000));
+        m.finished("a", ok(2_000, 30_000));
+        let f = m.finish(3_000);
+        assert_eq!(f.windows[0].stats.requests_total, 1);
+        assert_eq!(f.windows[0].stats.latency_us.max, 20);
+    }
+
+    #[test]
+    fn event_log_is_capped_per_kind_but_counted_exactly() {
+        let mut m = Metrics::new(vec![], 2);
+        for t in 0..5 {
+            m.event(t, "retry", "x", "again");
+        }
+        m.event(9, "ejection", "x", "out");
+        let f = m.finish(10);
+        assert_eq!(f.events_total["retry"], 5);
+        assert_eq!(f.events.len(), 3);
+        assert_eq!(f.events_dropped, 3);
+    }
+}

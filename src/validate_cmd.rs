@@ -1,8 +1,12 @@
-//! `meshrig validate` — check Istio configuration files as one set.
+//! `meshrig validate` — check Istio configuration files as one set, and scenario
+//! files.
 //!
 //! The files given together (or found in the directories given) form one
 //! configuration set, as `kubectl apply -f` would create it. The binary reads them;
-//! [`mesh_core::config::ConfigSet::load`] does the rest (it does no IO). Every finding
+//! [`mesh_core::config::ConfigSet::load`] does the rest (it does no IO). A file whose
+//! document has `kind: Scenario` is instead checked on its own as a scenario with
+//! [`scenario::load`]: its `file:` configuration references are read relative to the
+//! scenario file and their findings printed with theirs. Every finding
 //! is printed on stdout, one per line, as
 //!
 //! ```text
@@ -10,7 +14,7 @@
 //! ```
 //!
 //! (`SEVERITY` is `error`, `warning` or `note`), in the order the files were given,
-//! then by line; then one summary line: `2 errors, 1 warning in 3 files`. Exit code 0
+//! then by line (scenario files after the configuration set); then one summary line: `2 errors, 1 warning in 3 files`. Exit code 0
 //! when there is no error (warnings and notes allowed), 1 when there is at least one,
 //! 2 for a usage problem (no such file, an unreadable file, a directory without YAML).
 //!
@@ -35,11 +39,13 @@ const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
 /// Check Istio configuration files (VirtualService, DestinationRule, ServiceEntry,
 /// Gateway, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication)
 /// as one set: unknown fields, bad durations, regexes and percentages, route weights,
-/// subset references, conflicting hosts.
+/// subset references, conflicting hosts. Scenario files (`kind: Scenario`) are
+/// checked as scenarios, with the Istio files they reference.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Each finding is printed as FILE:LINE: FIELD.PATH: SEVERITY: MESSAGE, then a summary.\n\
 Directories are searched recursively for *.yaml and *.yml files (sorted; hidden entries skipped).\n\
+Scenario files (kind: Scenario) are checked as scenarios, with the config files they reference.\n\
 Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage error.\n\n\
 Examples:\n  \
     meshrig validate samples/bookinfo.yaml samples/destination-rule-all.yaml\n  \
@@ -55,7 +61,18 @@ pub struct ValidateArgs {
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let sources = read_sources(&args.paths)?;
     let files = sources.len();
-    let (_set, findings) = ConfigSet::load(&sources);
+    let (scenarios, istio): (Vec<_>, Vec<_>) = sources
+        .into_iter()
+        .partition(|(_, text)| scenario::is_scenario(text));
+    let (_set, istio_findings) = if istio.is_empty() {
+        (ConfigSet::default(), Vec::new())
+    } else {
+        ConfigSet::load(&istio)
+    };
+    let mut findings = istio_findings;
+    for (file, text) in &scenarios {
+        findings.extend(check_scenario(file, text));
+    }
     let mut out = String::new();
     for f in &findings {
         out.push_str(&format_finding(f));
@@ -70,6 +87,29 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         0
     };
     Ok(ExitCode::from(code))
+}
+
+/// Every finding of the scenario file `file`: its own, then those of the Istio files
+/// it references (read relative to it).
+fn check_scenario(file: &str, text: &str) -> Vec<Finding> {
+    let dir = Path::new(file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut read = |path: &str| -> Result<String, String> {
+        let full = dir.join(path);
+        match std::fs::metadata(&full) {
+            Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+                Err(format!("larger than {} MiB", MAX_FILE_BYTES / 1024 / 1024))
+            }
+            Ok(_) => std::fs::read_to_string(&full).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    match scenario::load(file, text, &mut read) {
+        Ok(loaded) => loaded.findings,
+        Err(findings) => findings,
+    }
 }
 
 /// Reads the configuration files named by `paths` (directories expanded, as

@@ -313,6 +313,9 @@ mod tests {
     #[test]
     fn empty_target_has_neutral_ratios() {
         let s = TrafficStats::from_counts(&TrafficCounts::default(), &Recorder::latency(), 0);
-        assert_eq!((s.success_rate, s.retry_amplification, s.rps_actual), (1.0, 1.0, 0.0));
+        assert_eq!(
+            (s.success_rate, s.retry_amplification, s.rps_actual),
+            (1.0, 1.0, 0.0)
+        );
     }
 }

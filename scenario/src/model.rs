@@ -314,6 +314,10 @@ pub struct Workload {
     pub timeout_ns: u64,
     /// Open a new connection (and handshake) for every request. Default false.
     pub new_connection_per_request: bool,
+    /// Open loop: `true` sends at exponentially distributed gaps (a Poisson process
+    /// at the profile's rate, as queueing theory assumes); `false` (the default,
+    /// `uniform`) at evenly spaced times, as wrk2 and Fortio do.
+    pub poisson_arrivals: bool,
 }
 
 /// Open loop (a rate, independent of responses) or closed loop (users waiting).

@@ -242,10 +242,10 @@ impl Checker<'_> {
     }
 
     fn selector(&mut self, path: &str, sel: &Selector) {
-        if self.service(&format!("{path}.service"), &sel.service) {
-            if let Some(v) = &sel.version {
-                self.version(&format!("{path}.version"), &sel.service, v);
-            }
+        if self.service(&format!("{path}.service"), &sel.service)
+            && let Some(v) = &sel.version
+        {
+            self.version(&format!("{path}.version"), &sel.service, v);
         }
         if let Some(z) = &sel.zone {
             self.zone(&format!("{path}.zone"), z);
@@ -344,13 +344,14 @@ impl Checker<'_> {
                     f.message.insert_str(0, &label);
                 }
             }
-            if let Some(w) = e.window {
-                if self.s.duration_ns > 0 && w.from_ns >= self.s.duration_ns {
-                    self.error(
-                        &path,
-                        format!("{label}the window starts after the run ends"),
-                    );
-                }
+            if let Some(w) = e.window
+                && self.s.duration_ns > 0
+                && w.from_ns >= self.s.duration_ns
+            {
+                self.error(
+                    &path,
+                    format!("{label}the window starts after the run ends"),
+                );
             }
         }
     }

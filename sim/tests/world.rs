@@ -4,7 +4,15 @@ use results::scenario::ScenarioResult;
 
 fn run_text(text: &str, seed: Option<u64>) -> ScenarioResult {
     let loaded = scenario::load("test.yaml", text, &mut |p| Err(format!("no file {p}")))
-        .unwrap_or_else(|f| panic!("{}", f.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n")));
+        .unwrap_or_else(|f| {
+            panic!(
+                "{}",
+                f.iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
     let mut opts = sim::SimOptions::new("test.yaml");
     opts.seed = seed;
     sim::run(&loaded, &opts, &mut |_| {}).expect("runs")
@@ -39,4 +47,88 @@ fn basic_two_tier_run() {
     assert_eq!(r.totals.success_total, 200);
     assert_eq!(r.services["db"].requests_total, 200);
     assert!(r.assertions.iter().all(|a| a.passed), "{:?}", r.assertions);
+}
+
+const OUTLIER: &str = r#"
+apiVersion: meshrig.dev/v1
+kind: Scenario
+metadata: { name: outlier }
+spec:
+  duration: 20s
+  topology:
+    zones: [a]
+    services:
+      - name: web
+        instances: [{ zone: a, count: 2 }]
+        app: { serviceTime: { fixed: 1ms }, calls: [{ service: reviews }] }
+      - name: reviews
+        instances: [{ zone: a, count: 4 }]
+  mesh:
+    mtls: STRICT
+    config:
+      - inline: |
+          apiVersion: networking.istio.io/v1
+          kind: DestinationRule
+          metadata: { name: reviews }
+          spec:
+            host: reviews
+            trafficPolicy:
+              outlierDetection:
+                consecutive5xxErrors: 5
+                interval: 1s
+                baseEjectionTime: 30s
+                maxEjectionPercent: 50
+  workload:
+    - { target: web, rate: { constant: 200/s } }
+  faults:
+    - { at: 5s, app: { service: reviews, count: 1, errorRate: 50% } }
+  assertions:
+    - "ejections(reviews) >= 1"
+    - "success_rate(web)[10s..20s] > 99.9%"
+"#;
+
+#[test]
+fn outlier_detection_ejects_the_failing_instance() {
+    let r = run_text(OUTLIER, None);
+    eprintln!("{:#?}", r.assertions);
+    eprintln!("{:?}", r.events_total);
+    for e in r.events.iter().filter(|e| e.kind.contains("eject")).take(5) {
+        eprintln!("{e:?}");
+    }
+    eprintln!(
+        "web: {:?} {:?}",
+        r.services["web"].status_codes, r.services["web"].errors
+    );
+    eprintln!(
+        "{:?}",
+        r.instances
+            .iter()
+            .map(|i| (&i.name, i.requests_served, i.errors_served, i.ejections))
+            .collect::<Vec<_>>()
+    );
+    assert!(r.assertions.iter().all(|a| a.passed), "{:?}", r.assertions);
+}
+
+/// Scale check, run by hand: `cargo test --release -p sim --test world mesh_1000 -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn mesh_1000() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../benches/scenarios/mesh-1000.yaml"
+    ))
+    .unwrap();
+    let loaded = scenario::load("mesh-1000.yaml", &text, &mut |p| Err(p.to_owned())).unwrap();
+    let mut opts = sim::SimOptions::new("mesh-1000.yaml");
+    if let Ok(d) = std::env::var("SIM_DURATION_S") {
+        opts.duration_ns = Some(d.parse::<u64>().unwrap() * 1_000_000_000);
+    }
+    let t = std::time::Instant::now();
+    let r = sim::run(&loaded, &opts, &mut |_| {}).unwrap();
+    eprintln!("wall {:?}, {:?}", t.elapsed(), r.sim);
+    eprintln!("{:#?}", r.assertions);
+    eprintln!(
+        "client p50 {} p99 {}",
+        r.totals.latency_us.p50, r.totals.latency_us.p99
+    );
 }

@@ -7,6 +7,7 @@
 //! `docs/scenarios.md`.
 
 pub mod eval;
+pub mod expr;
 pub mod grammar;
 
 pub use eval::{evaluate, is_timing, windows_needed};

@@ -212,15 +212,13 @@ fn decode(file: &str, text: &str) -> (Option<Scenario>, Origins, Vec<Finding>) {
             }
         }
     }
-    if let Some(f) = spec.get(&mut cx, "sim") {
-        if let Some(m) = f.map(&mut cx, &["costTable"]) {
-            if let Some(t) = m
-                .get(&mut cx, "costTable")
-                .and_then(|f| values::name(&mut cx, &f))
-            {
-                scenario.cost_table = t;
-            }
-        }
+    if let Some(f) = spec.get(&mut cx, "sim")
+        && let Some(m) = f.map(&mut cx, &["costTable"])
+        && let Some(t) = m
+            .get(&mut cx, "costTable")
+            .and_then(|f| values::name(&mut cx, &f))
+    {
+        scenario.cost_table = t;
     }
     origins.positions = std::mem::take(&mut cx.positions);
     (Some(scenario), origins, cx.findings)

@@ -122,30 +122,27 @@ pub(crate) fn mesh(cx: &mut Ctx<'_>, at: &At<'_>) -> Mesh {
     if let Some(f) = m.get(cx, "config") {
         mesh.config = config_sources(cx, &f);
     }
-    if let Some(f) = m.get(cx, "controlPlane") {
-        if let Some(cp) = f.map(cx, &["pushDelay"]) {
-            if let Some(d) = cp.get(cx, "pushDelay").and_then(|f| dist(cx, &f)) {
-                mesh.push_delay = d;
+    if let Some(f) = m.get(cx, "controlPlane")
+        && let Some(cp) = f.map(cx, &["pushDelay"])
+        && let Some(d) = cp.get(cx, "pushDelay").and_then(|f| dist(cx, &f))
+    {
+        mesh.push_delay = d;
+    }
+    if let Some(f) = m.get(cx, "ca")
+        && let Some(ca) = f.map(cx, &["trustDomain", "certTtl", "issueLatency"])
+    {
+        if let Some(td) = ca.get(cx, "trustDomain").and_then(|f| name(cx, &f)) {
+            mesh.trust_domain = td;
+        }
+        if let Some(f) = ca.get(cx, "certTtl") {
+            match duration(cx, &f) {
+                Some(0) => cx.error(&f, "a certificate lifetime of 0 expires at once (e.g. 24h)"),
+                Some(ttl) => mesh.cert_ttl_ns = ttl,
+                None => {}
             }
         }
-    }
-    if let Some(f) = m.get(cx, "ca") {
-        if let Some(ca) = f.map(cx, &["trustDomain", "certTtl", "issueLatency"]) {
-            if let Some(td) = ca.get(cx, "trustDomain").and_then(|f| name(cx, &f)) {
-                mesh.trust_domain = td;
-            }
-            if let Some(f) = ca.get(cx, "certTtl") {
-                match duration(cx, &f) {
-                    Some(0) => {
-                        cx.error(&f, "a certificate lifetime of 0 expires at once (e.g. 24h)")
-                    }
-                    Some(ttl) => mesh.cert_ttl_ns = ttl,
-                    None => {}
-                }
-            }
-            if let Some(d) = ca.get(cx, "issueLatency").and_then(|f| dist(cx, &f)) {
-                mesh.issue_latency = d;
-            }
+        if let Some(d) = ca.get(cx, "issueLatency").and_then(|f| dist(cx, &f)) {
+            mesh.issue_latency = d;
         }
     }
     mesh

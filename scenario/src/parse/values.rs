@@ -266,15 +266,15 @@ fn parse_bandwidth(text: &str) -> Option<u64> {
     };
     let v: f64 = num.parse().ok()?;
     let bps = v * mult;
-    (bps.is_finite() && bps >= 0.0 && bps < 1e19).then_some(bps.round() as u64)
+    (bps.is_finite() && (0.0..1e19).contains(&bps)).then_some(bps.round() as u64)
 }
 
 /// A byte size: `512`, `64KiB`, `1MiB`, `10kB`.
 pub(crate) fn size(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<u64> {
-    if let Some(i) = yaml::as_int(at.node) {
-        if let Ok(v) = u64::try_from(i) {
-            return Some(v);
-        }
+    if let Some(i) = yaml::as_int(at.node)
+        && let Ok(v) = u64::try_from(i)
+    {
+        return Some(v);
     }
     match yaml::as_str(at.node).map(parse_size) {
         Some(Ok(v)) => Some(v),

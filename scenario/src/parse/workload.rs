@@ -7,7 +7,7 @@ use super::dist::dist;
 use super::values::{boolean, duration, name, rate, size, string, string_map, uint};
 use super::yaml::{self, At, Ctx};
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "target",
     "fromZone",
     "path",
@@ -21,6 +21,7 @@ const FIELDS: [&str; 13] = [
     "duration",
     "timeout",
     "newConnectionPerRequest",
+    "arrivals",
 ];
 
 /// Default client timeout.
@@ -56,6 +57,21 @@ pub(crate) fn workload(cx: &mut Ctx<'_>, at: &At<'_>, first_zone: &str) -> Optio
     let churn = m
         .get(cx, "newConnectionPerRequest")
         .and_then(|f| boolean(cx, &f));
+    let poisson = match m.get(cx, "arrivals") {
+        Some(f) => match string(cx, &f).as_deref() {
+            Some("uniform") => Some(false),
+            Some("poisson") => Some(true),
+            Some(other) => {
+                cx.error(
+                    &f,
+                    format!("unknown arrival process `{other}` (expected `uniform` or `poisson`)"),
+                );
+                None
+            }
+            None => None,
+        },
+        None => Some(false),
+    };
     let load = match (m.get(cx, "rate"), m.get(cx, "users")) {
         (Some(r), None) => {
             if let Some(t) = m.get(cx, "thinkTime") {
@@ -111,6 +127,7 @@ pub(crate) fn workload(cx: &mut Ctx<'_>, at: &At<'_>, first_zone: &str) -> Optio
         duration_ns: dur,
         timeout_ns: timeout.unwrap_or(DEFAULT_TIMEOUT_NS),
         new_connection_per_request: churn.unwrap_or(false),
+        poisson_arrivals: poisson?,
     })
 }
 
@@ -178,10 +195,10 @@ pub(crate) fn rate_profile(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<RateProfile>
                 }
                 return None;
             }
-            if let (Some(m), Some(a)) = (mean, amp) {
-                if a > m {
-                    cx.warning(&f, format!("amplitude {a}/s is above the mean {m}/s: the rate is cut at 0 for part of each period"));
-                }
+            if let (Some(m), Some(a)) = (mean, amp)
+                && a > m
+            {
+                cx.warning(&f, format!("amplitude {a}/s is above the mean {m}/s: the rate is cut at 0 for part of each period"));
             }
             Some(RateProfile::Sine {
                 mean_rps: mean?,
@@ -209,11 +226,11 @@ fn steps(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<RateProfile> {
         }
         match (t, r) {
             (Some(t), Some(r)) => {
-                if let Some((prev, _)) = out.last() {
-                    if t <= *prev {
-                        cx.error(&item, "steps must be in increasing `at` order");
-                        ok = false;
-                    }
+                if let Some((prev, _)) = out.last()
+                    && t <= *prev
+                {
+                    cx.error(&item, "steps must be in increasing `at` order");
+                    ok = false;
                 }
                 out.push((t, r));
             }

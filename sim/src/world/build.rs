@@ -100,6 +100,12 @@ pub(crate) struct Topo {
     /// 1: client sidecar only; 2: both sides.
     pub proxies_per_hop: u8,
     pub registry: Registry,
+    /// Metric target ids: per service, per (service, version), the load generators
+    /// together, per workload entry.
+    pub service_target: Vec<usize>,
+    pub version_target: Vec<Vec<usize>>,
+    pub client_target: usize,
+    pub workload_target: Vec<usize>,
 }
 
 impl Topo {
@@ -136,9 +142,8 @@ pub(crate) fn dist(d: &scenario::Dist) -> Dist {
         S::Normal { mean_ns, stdev_ns } => Dist::normal(*mean_ns, *stdev_ns),
         S::LogNormal { p50_ns, p99_ns } => Dist::lognormal_from_p50_p99(*p50_ns, *p99_ns),
         S::Exponential { mean_ns } => Dist::exponential(*mean_ns),
-        S::Empirical { points } => {
-            Dist::empirical(points.clone()).unwrap_or_else(|_| Dist::fixed(points.last().map_or(0, |p| p.1)))
-        }
+        S::Empirical { points } => Dist::empirical(points.clone())
+            .unwrap_or_else(|_| Dist::fixed(points.last().map_or(0, |p| p.1))),
         S::WithTail {
             base,
             probability,
@@ -190,7 +195,11 @@ impl World {
                     .calls
                     .iter()
                     .map(|c| {
-                        let target = sc.topology.services.iter().position(|t| t.name == c.service);
+                        let target = sc
+                            .topology
+                            .services
+                            .iter()
+                            .position(|t| t.name == c.service);
                         let target = target.ok_or_else(|| {
                             BuildError::Invalid(format!("unknown service `{}`", c.service))
                         })?;
@@ -202,6 +211,7 @@ impl World {
                             request_bytes: 0,
                             new_connection: false,
                             caller_name: svc.name.clone(),
+                            edge_target: 0,
                         }))
                     })
                     .collect::<Result<_, BuildError>>()?;
@@ -212,14 +222,12 @@ impl World {
                     for k in 0..p.count {
                         let name = format!("{}-{}-{}-{k}", svc.name, ver.name, p.zone);
                         ids.push(nodes.len() as u32);
-                        rs.push(
-                            Instance {
-                                labels: ver.labels.clone(),
-                                ..Instance::new(name.clone())
-                                    .service_account(&svc.service_account)
-                                    .locality(region.clone(), p.zone.clone())
-                            },
-                        );
+                        rs.push(Instance {
+                            labels: ver.labels.clone(),
+                            ..Instance::new(name.clone())
+                                .service_account(&svc.service_account)
+                                .locality(region.clone(), p.zone.clone())
+                        });
                         nodes.push(Node {
                             name,
                             instance: Some((s, v)),
@@ -262,10 +270,10 @@ impl World {
                 request_bytes: w.request_bytes,
                 new_connection: w.new_connection_per_request,
                 caller_name: "client".to_owned(),
+                edge_target: 0,
             });
             reqs.workload_templates.push(t);
-            let labels: BTreeMap<String, String> =
-                [("app".to_owned(), "client".to_owned())].into();
+            let labels: BTreeMap<String, String> = [("app".to_owned(), "client".to_owned())].into();
             workload_nodes.push(nodes.len() as u32);
             nodes.push(Node {
                 name: format!("client-{i}"),
@@ -299,13 +307,23 @@ impl World {
         for o in &sc.network.links {
             let (a, b) = (zone_of(&o.between.0)?, zone_of(&o.between.1)?);
             net.set_pair_link(a as u32, b as u32, link_model(&o.link))
-                .map_err(|e| BuildError::Invalid(format!("network link {}-{}: {e}", o.between.0, o.between.1)))?;
+                .map_err(|e| {
+                    BuildError::Invalid(format!(
+                        "network link {}-{}: {e}",
+                        o.between.0, o.between.1
+                    ))
+                })?;
         }
 
         let topo = Topo {
             service_nodes,
             by_fqdn,
-            service_names: sc.topology.services.iter().map(|s| s.name.clone()).collect(),
+            service_names: sc
+                .topology
+                .services
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
             version_names: sc
                 .topology
                 .services
@@ -322,15 +340,34 @@ impl World {
             mesh,
             proxies_per_hop: sc.mesh.proxies_per_hop,
             registry,
+            service_target: Vec::new(),
+            version_target: Vec::new(),
+            client_target: 0,
+            workload_target: Vec::new(),
         };
+        let mut topo = topo;
 
-        let mut m = metrics::Metrics::new(scenario::windows_needed(&sc.assertions), options.events_per_kind);
-        m.declare("client", true);
-        for name in &topo.service_names {
-            m.declare(name, true);
-        }
-        for (i, _) in sc.workload.iter().enumerate() {
-            m.declare(&request::workload_target_name(i), false);
+        let mut m = metrics::Metrics::new(
+            scenario::windows_needed(&sc.assertions),
+            options.events_per_kind,
+        );
+        topo.client_target = m.declare("client", true);
+        topo.service_target = topo
+            .service_names
+            .iter()
+            .map(|n| m.declare(n, true))
+            .collect();
+        topo.version_target = topo
+            .version_names
+            .iter()
+            .map(|vs| vs.iter().map(|v| m.declare(v, false)).collect())
+            .collect();
+        topo.workload_target = (0..sc.workload.len())
+            .map(|i| m.declare(&request::workload_target_name(i), false))
+            .collect();
+        for t in &mut reqs.templates {
+            let edge = format!("{}->{}", t.caller_name, topo.service_names[t.service]);
+            t.edge_target = m.declare(&edge, false);
         }
 
         let control = control::ControlPlane::new(loaded, sc, nodes.len());
@@ -348,6 +385,7 @@ impl World {
             metrics: m,
             faults: faults::Faults::new(sc, loaded),
             end_ns,
+            scenario_end_ns: sc.duration_ns,
             seed,
         };
         world.start(sc);
@@ -362,6 +400,7 @@ impl World {
             self.bootstrap_identity(node);
         }
         for (w, wl) in sc.workload.iter().enumerate() {
+            self.reqs.next_arrival_ns.push(wl.start_ns as f64);
             match &wl.load {
                 Load::Open(_) => self
                     .sched
@@ -373,10 +412,7 @@ impl World {
                         let offset = u64::from(user) * 1_000_000 / u64::from((*users).max(1));
                         self.sched.schedule_at(
                             Time(wl.start_ns + offset),
-                            Ev::UserNext {
-                                w: w as u32,
-                                user,
-                            },
+                            Ev::UserNext { w: w as u32, user },
                         );
                     }
                 }
@@ -389,13 +425,15 @@ impl World {
                 if let Some(d) = f.for_ns {
                     let end = f.at_ns.saturating_add(d);
                     if end < self.end_ns {
-                        self.sched.schedule_at(Time(end), Ev::FaultEnd { i: i as u32 });
+                        self.sched
+                            .schedule_at(Time(end), Ev::FaultEnd { i: i as u32 });
                     }
                 }
             } else {
-                self.faults
-                    .warnings
-                    .push(format!("fault at line {} is after the end of the run: not applied", f.line));
+                self.faults.warnings.push(format!(
+                    "fault at line {} is after the end of the run: not applied",
+                    f.line
+                ));
             }
         }
     }

@@ -145,10 +145,10 @@ impl World {
                 .retain(|i| cv.ready[nodes[i.id.0 as usize] as usize]);
         }
         let mut proxy = ProxyId::new(
-            n.instance
-                .map_or_else(|| "client".to_owned(), |(s, v)| {
-                    self.topo.version_names[s][v].replace(':', "-")
-                }),
+            n.instance.map_or_else(
+                || "client".to_owned(),
+                |(s, v)| self.topo.version_names[s][v].replace(':', "-"),
+            ),
             n.namespace.clone(),
         );
         proxy.labels = n.labels.clone();
@@ -186,7 +186,8 @@ impl World {
             .collect();
         for ((host, subset), c) in keys {
             let zone = self.nodes[node as usize].zone;
-            let (policy, endpoints) = self.resolve_cluster(node, ix, &host, subset.as_deref(), zone);
+            let (policy, endpoints) =
+                self.resolve_cluster(node, ix, &host, subset.as_deref(), zone);
             let cluster = &mut self.nodes[node as usize].sidecar.clusters[c as usize];
             if cluster.policy != policy {
                 cluster.lb = LoadBalancer::new(policy.lb.clone(), &endpoints);
@@ -259,7 +260,12 @@ impl World {
 
     /// The cluster index for (`host`, `subset`) in `node`'s sidecar, created on first use.
     /// `None` when the host is not a service of the topology.
-    pub(crate) fn cluster_for(&mut self, node: u32, host: &str, subset: Option<&str>) -> Option<u32> {
+    pub(crate) fn cluster_for(
+        &mut self,
+        node: u32,
+        host: &str,
+        subset: Option<&str>,
+    ) -> Option<u32> {
         let key = (host.to_owned(), subset.map(str::to_owned));
         if let Some(&c) = self.nodes[node as usize].sidecar.cluster_index.get(&key) {
             return Some(c);
@@ -320,7 +326,11 @@ impl World {
     pub(crate) fn schedule_sweep(&mut self, node: u32, c: u32) {
         let epoch = self.nodes[node as usize].epoch;
         let cluster = &mut self.nodes[node as usize].sidecar.clusters[c as usize];
-        let Some(at) = cluster.outlier.as_ref().and_then(OutlierDetector::poll_timeout) else {
+        let Some(at) = cluster
+            .outlier
+            .as_ref()
+            .and_then(OutlierDetector::poll_timeout)
+        else {
             return;
         };
         if cluster.sweep_at.is_some_and(|s| s <= at) {
@@ -360,31 +370,83 @@ impl World {
     }
 
     /// Logs outlier-detection events of a cluster and counts ejections per instance.
-    pub(crate) fn outlier_events(&mut self, node: u32, c: u32, events: Vec<mesh_core::outlier::OutlierEvent>) {
-        use mesh_core::outlier::OutlierEvent as E;
-        let service = self.nodes[node as usize].sidecar.clusters[c as usize].service;
+    pub(crate) fn outlier_events(
+        &mut self,
+        node: u32,
+        c: u32,
+        events: Vec<mesh_core::outlier::OutlierEvent>,
+    ) {
+        use mesh_core::outlier::{EjectionReason as R, OutlierEvent as E};
+        let cluster = &self.nodes[node as usize].sidecar.clusters[c as usize];
+        let (service, host) = (cluster.service, cluster.policy.host.clone());
         let at = self.nodes[node as usize].name.clone();
-        for e in events {
-            let (kind, endpoint): (&str, Option<EndpointId>) = match &e {
-                E::Ejected { endpoint, .. } => ("ejection", Some(*endpoint)),
-                E::EjectionSuppressed { endpoint, .. } => ("ejection_suppressed", Some(*endpoint)),
-                E::Unejected { endpoint, .. } => ("unejection", Some(*endpoint)),
-                _ => ("outlier", None),
-            };
-            let target = endpoint
-                .and_then(|id| self.topo.node_of(service, id))
-                .map(|n| self.nodes[n as usize].name.clone())
-                .unwrap_or_default();
-            if kind == "ejection" {
-                if let Some(n) = endpoint.and_then(|id| self.topo.node_of(service, id)) {
-                    self.nodes[n as usize].counters.ejections += 1;
-                }
+        let name_of = |w: &World, id: EndpointId| {
+            w.topo.node_of(service, id).map_or_else(
+                || format!("endpoint {}", id.0),
+                |n| w.nodes[n as usize].name.clone(),
+            )
+        };
+        let reason = |r: &R| match r {
+            R::Consecutive5xx { count } => format!("{count} consecutive 5xx"),
+            R::ConsecutiveGatewayErrors { count } => format!("{count} consecutive gateway errors"),
+            R::ConsecutiveLocalOriginFailures { count } => {
+                format!("{count} consecutive local-origin failures")
             }
-            let detail = match kind {
-                "ejection" | "unejection" | "ejection_suppressed" => {
-                    format!("{target}: {}", serde_json::to_string(&e).unwrap_or_default())
+        };
+        for e in events {
+            let (kind, detail) = match &e {
+                E::Ejected {
+                    endpoint,
+                    reason: why,
+                    ejection_time,
+                    times_ejected,
+                    ejected,
+                    total,
+                    ..
+                } => {
+                    if let Some(n) = self.topo.node_of(service, *endpoint) {
+                        self.nodes[n as usize].counters.ejections += 1;
+                    }
+                    let detail = format!(
+                        "{host}: {} ejected after {} for {} ms (ejection #{times_ejected}; {ejected}/{total} ejected)",
+                        name_of(self, *endpoint),
+                        reason(why),
+                        ejection_time.as_millis()
+                    );
+                    ("ejection", detail)
                 }
-                _ => serde_json::to_string(&e).unwrap_or_default(),
+                E::EjectionSuppressed {
+                    endpoint,
+                    reason: why,
+                    max_ejection_percent,
+                    ..
+                } => (
+                    "ejection_suppressed",
+                    format!(
+                        "{host}: {} not ejected after {}: maxEjectionPercent {max_ejection_percent}% reached",
+                        name_of(self, *endpoint),
+                        reason(why)
+                    ),
+                ),
+                E::Unejected {
+                    endpoint,
+                    ejected_for,
+                    ..
+                } => (
+                    "unejection",
+                    format!(
+                        "{host}: {} back after {} ms",
+                        name_of(self, *endpoint),
+                        ejected_for.as_millis()
+                    ),
+                ),
+                other => (
+                    "outlier_panic",
+                    format!(
+                        "{host}: {}",
+                        serde_json::to_string(other).unwrap_or_default()
+                    ),
+                ),
             };
             self.log(kind, &at, detail);
         }
@@ -397,7 +459,11 @@ impl World {
     pub(crate) fn new_version(&mut self, set: Option<Arc<ConfigSet>>, why: &str) {
         let latest = self.control.latest();
         let set = set.unwrap_or_else(|| latest.set.clone());
-        let ready = self.nodes.iter().map(|n| n.up && n.instance.is_some()).collect();
+        let ready = self
+            .nodes
+            .iter()
+            .map(|n| n.up && n.instance.is_some())
+            .collect();
         let version = latest.version + 1;
         self.control.versions.push(ConfigVersion {
             version,
@@ -416,7 +482,11 @@ impl World {
             i += 1;
             keep
         });
-        self.log("config_version", "control-plane", format!("version {version}: {why}"));
+        self.log(
+            "config_version",
+            "control-plane",
+            format!("version {version}: {why}"),
+        );
         if self.control.up && self.topo.mesh {
             self.push_latest();
         } else {
@@ -429,15 +499,21 @@ impl World {
     pub(crate) fn push_latest(&mut self) {
         self.control.push_pending = false;
         let version = self.control.latest().version;
-        self.log("config_push", "control-plane", format!("version {version} to every proxy"));
+        self.log(
+            "config_push",
+            "control-plane",
+            format!("version {version} to every proxy"),
+        );
         let now = self.now();
         for node in 0..self.nodes.len() as u32 {
             if !self.nodes[node as usize].up {
                 continue;
             }
             let delay = self.control.push_delay.sample(&mut self.rng);
-            self.sched
-                .schedule_at(now + std::time::Duration::from_nanos(delay), Ev::ConfigArrive { node, version });
+            self.sched.schedule_at(
+                now + std::time::Duration::from_nanos(delay),
+                Ev::ConfigArrive { node, version },
+            );
         }
     }
 
@@ -446,13 +522,26 @@ impl World {
         if !n.up || n.sidecar.version >= version {
             return;
         }
-        let Some(ix) = self.control.versions.iter().position(|v| v.version == version) else {
+        let Some(ix) = self
+            .control
+            .versions
+            .iter()
+            .position(|v| v.version == version)
+        else {
             return;
         };
         self.apply_version(node, ix);
         self.metrics.count_event("config_applied");
-        if self.nodes.iter().all(|n| !n.up || n.sidecar.version >= version) {
-            self.log("config_converged", "control-plane", format!("every running proxy has version {version}"));
+        if self
+            .nodes
+            .iter()
+            .all(|n| !n.up || n.sidecar.version >= version)
+        {
+            self.log(
+                "config_converged",
+                "control-plane",
+                format!("every running proxy has version {version}"),
+            );
         }
     }
 }

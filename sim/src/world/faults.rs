@@ -74,10 +74,9 @@ impl World {
                     return false;
                 };
                 self.topo.service_names[s] == sel.service
-                    && sel
-                        .version
-                        .as_ref()
-                        .is_none_or(|want| self.topo.version_names[s][v].ends_with(&format!(":{want}")))
+                    && sel.version.as_ref().is_none_or(|want| {
+                        self.topo.version_names[s][v].ends_with(&format!(":{want}"))
+                    })
                     && sel
                         .zone
                         .as_ref()
@@ -161,7 +160,9 @@ impl World {
                 self.faults.zones_down[z as usize] = up;
                 if up {
                     let nodes: Vec<u32> = (0..self.nodes.len() as u32)
-                        .filter(|&n| self.nodes[n as usize].zone == z as usize && self.nodes[n as usize].up)
+                        .filter(|&n| {
+                            self.nodes[n as usize].zone == z as usize && self.nodes[n as usize].up
+                        })
                         .filter(|&n| self.nodes[n as usize].instance.is_some())
                         .collect();
                     for &n in &nodes {
@@ -191,7 +192,9 @@ impl World {
             (FaultKind::LinkLoss { a, b, loss }, start) => match self.faults.zones(a, b) {
                 Some((za, zb)) => {
                     if let Err(e) = self.net.set_link_loss(za, zb, start.then_some(*loss)) {
-                        self.faults.warnings.push(format!("fault at line {}: {e}", fault.line));
+                        self.faults
+                            .warnings
+                            .push(format!("fault at line {}: {e}", fault.line));
                     }
                 }
                 None => self.zone_only(i, "linkLoss"),
@@ -216,7 +219,13 @@ impl World {
                 self.new_version(set, &format!("config change (line {})", fault.line));
             }
             (FaultKind::Config(_), false) => {
-                let first = Arc::new(self.control.versions.first().map(|v| (*v.set).clone()).unwrap_or_default());
+                let first = Arc::new(
+                    self.control
+                        .versions
+                        .first()
+                        .map(|v| (*v.set).clone())
+                        .unwrap_or_default(),
+                );
                 self.new_version(Some(first), "config change undone");
             }
             (
@@ -229,8 +238,11 @@ impl World {
             ) => {
                 for n in self.select(selector, false) {
                     let node = &mut self.nodes[n as usize];
-                    (node.clock_offset_ns, node.drift_ppm) =
-                        if start { (*offset_ns, *drift_ppm) } else { (0, 0.0) };
+                    (node.clock_offset_ns, node.drift_ppm) = if start {
+                        (*offset_ns, *drift_ppm)
+                    } else {
+                        (0, 0.0)
+                    };
                     self.schedule_cert_timer(n);
                 }
             }

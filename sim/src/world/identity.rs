@@ -47,8 +47,12 @@ impl World {
         let config = LifecycleConfig {
             ttl: Duration::from_nanos(self.ca.ttl_ns),
             // A request must not outlive the certificate it asks for.
-            request_timeout: Duration::from_nanos((self.ca.ttl_ns / 4).clamp(1_000_000, 10_000_000_000)),
-            backoff_base: Duration::from_nanos((self.ca.ttl_ns / 60).clamp(1_000_000, 1_000_000_000)),
+            request_timeout: Duration::from_nanos(
+                (self.ca.ttl_ns / 4).clamp(1_000_000, 10_000_000_000),
+            ),
+            backoff_base: Duration::from_nanos(
+                (self.ca.ttl_ns / 60).clamp(1_000_000, 1_000_000_000),
+            ),
             ..LifecycleConfig::default()
         };
         CertLifecycle::new(config).expect("the lifecycle config is derived from a validated TTL")
@@ -64,7 +68,12 @@ impl World {
         let now = self.now();
         let local = self.nodes[node as usize].local_time(now);
         let _ = cert.handle_timeout(local, &mut self.rng);
-        let events = cert.on_issued(local, now, now + Duration::from_nanos(self.ca.ttl_ns), &mut self.rng);
+        let events = cert.on_issued(
+            local,
+            now,
+            now + Duration::from_nanos(self.ca.ttl_ns),
+            &mut self.rng,
+        );
         self.nodes[node as usize].sidecar.cert = Some(cert);
         self.nodes[node as usize].counters.certs_issued += 1;
         self.metrics.count_event("cert_issued");
@@ -83,7 +92,12 @@ impl World {
 
     pub(crate) fn schedule_cert_timer(&mut self, node: u32) {
         let n = &self.nodes[node as usize];
-        let Some(local) = n.sidecar.cert.as_ref().and_then(CertLifecycle::poll_timeout) else {
+        let Some(local) = n
+            .sidecar
+            .cert
+            .as_ref()
+            .and_then(CertLifecycle::poll_timeout)
+        else {
             return;
         };
         let at = n.true_time(local).max(self.now());
@@ -134,17 +148,29 @@ impl World {
         let epoch = self.nodes[node as usize].epoch;
         for e in events {
             match e {
-                IdentityEvent::RequestCertificate { attempt, reason, .. } => {
+                IdentityEvent::RequestCertificate {
+                    attempt, reason, ..
+                } => {
                     self.metrics.count_event("csr");
                     let answer = if self.ca.up {
                         let rtt = self.net.rtt_sample(now, node, node, &mut self.rng);
-                        let signed = self.ca.cpu.submit(now + Duration::from_nanos(rtt / 2), self.costs.ca_sign_ns);
+                        let signed = self
+                            .ca
+                            .cpu
+                            .submit(now + Duration::from_nanos(rtt / 2), self.costs.ca_sign_ns);
                         let latency = self.ca.issue_latency.sample(&mut self.rng);
                         let at = signed + Duration::from_nanos(latency);
                         let not_after = at + Duration::from_nanos(self.ca.ttl_ns);
-                        (at + Duration::from_nanos(rtt / 2), Some((at.as_nanos(), not_after.as_nanos())))
+                        (
+                            at + Duration::from_nanos(rtt / 2),
+                            Some((at.as_nanos(), not_after.as_nanos())),
+                        )
                     } else {
-                        self.log("cert_request_failed", &name, format!("attempt {attempt} ({reason:?}): CA unreachable"));
+                        self.log(
+                            "cert_request_failed",
+                            &name,
+                            format!("attempt {attempt} ({reason:?}): CA unreachable"),
+                        );
                         (now + Duration::from_nanos(CA_REFUSED_NS), None)
                     };
                     self.sched.schedule_at(
@@ -158,18 +184,34 @@ impl World {
                 }
                 IdentityEvent::Issued { not_after, .. } => {
                     self.nodes[node as usize].counters.certs_issued += 1;
-                    self.log("cert_issued", &name, format!("valid until {} ns", not_after.as_nanos()));
+                    self.log(
+                        "cert_issued",
+                        &name,
+                        format!("valid until {} ns", not_after.as_nanos()),
+                    );
                 }
-                IdentityEvent::RequestFailed { attempt, backoff_ns, cause, .. } => {
+                IdentityEvent::RequestFailed {
+                    attempt,
+                    backoff_ns,
+                    cause,
+                    ..
+                } => {
                     self.log(
                         "cert_renewal_failed",
                         &name,
-                        format!("attempt {attempt}: {cause:?}; next try in {} ms", backoff_ns / 1_000_000),
+                        format!(
+                            "attempt {attempt}: {cause:?}; next try in {} ms",
+                            backoff_ns / 1_000_000
+                        ),
                     );
                 }
                 IdentityEvent::Expired { not_after, .. } => {
                     self.nodes[node as usize].counters.cert_expiries += 1;
-                    self.log("cert_expired", &name, format!("expired at {} ns before renewal", not_after.as_nanos()));
+                    self.log(
+                        "cert_expired",
+                        &name,
+                        format!("expired at {} ns before renewal", not_after.as_nanos()),
+                    );
                 }
                 _ => {}
             }
@@ -187,9 +229,15 @@ impl World {
             };
             let clock = v.local_time(now);
             if clock >= cert.not_after {
-                Some(format!("{role} certificate of {} expired ({} checks it)", h.name, v.name))
+                Some(format!(
+                    "{role} certificate of {} expired ({} checks it)",
+                    h.name, v.name
+                ))
             } else if clock < cert.not_before {
-                Some(format!("{role} certificate of {} not yet valid on {}'s clock", h.name, v.name))
+                Some(format!(
+                    "{role} certificate of {} not yet valid on {}'s clock",
+                    h.name, v.name
+                ))
             } else {
                 None
             }

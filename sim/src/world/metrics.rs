@@ -82,6 +82,8 @@ pub(crate) struct Outcome<'a> {
 #[derive(Debug)]
 struct Window {
     target: String,
+    /// The target's id, once declared.
+    id: Option<usize>,
     from_ns: u64,
     to_ns: u64,
     counts: TrafficCounts,
@@ -91,7 +93,8 @@ struct Window {
 /// Every measurement of the run.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    targets: BTreeMap<String, Target>,
+    targets: Vec<Target>,
+    ids: BTreeMap<String, usize>,
     windows: Vec<Window>,
     /// Event log, capped per kind.
     events: Vec<Event>,
@@ -103,11 +106,13 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub fn new(windows: Vec<(String, u64, u64)>, cap_per_kind: u64) -> Self {
         Metrics {
-            targets: BTreeMap::new(),
+            targets: Vec::new(),
+            ids: BTreeMap::new(),
             windows: windows
                 .into_iter()
                 .map(|(target, from_ns, to_ns)| Window {
                     target,
+                    id: None,
                     from_ns,
                     to_ns,
                     counts: TrafficCounts::default(),
@@ -121,30 +126,33 @@ impl Metrics {
         }
     }
 
-    /// Declares a target up front (so it appears even with no traffic).
-    pub fn declare(&mut self, name: &str, series: bool) {
-        self.targets
-            .entry(name.to_owned())
-            .or_insert_with(|| Target::new(series));
-    }
-
-    fn target(&mut self, name: &str) -> &mut Target {
-        if !self.targets.contains_key(name) {
-            self.targets.insert(name.to_owned(), Target::new(false));
+    /// The id of target `name`, declared (with a per-second series when `series`) on
+    /// first use. Declared targets appear in the result even with no traffic.
+    pub fn declare(&mut self, name: &str, series: bool) -> usize {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
         }
-        self.targets.get_mut(name).expect("inserted above")
+        let id = self.targets.len();
+        self.targets.push(Target::new(series));
+        self.ids.insert(name.to_owned(), id);
+        for w in &mut self.windows {
+            if w.target == name {
+                w.id = Some(id);
+            }
+        }
+        id
     }
 
-    /// Counts a request start on `name`.
-    pub fn started(&mut self, name: &str) {
-        self.target(name).counts.requests_total += 1;
+    /// Counts a request start on target `id`.
+    pub fn started(&mut self, id: usize) {
+        self.targets[id].counts.requests_total += 1;
     }
 
-    /// Records a finished request (or attempt) on `name`.
-    pub fn finished(&mut self, name: &str, o: Outcome<'_>) {
+    /// Records a finished request (or attempt) on target `id`.
+    pub fn finished(&mut self, id: usize, o: Outcome<'_>) {
         let latency_us = o.latency_ns / 1_000;
         let failed = o.status.is_none_or(|s| s >= 400);
-        let t = self.target(name);
+        let t = &mut self.targets[id];
         record(&mut t.counts, &mut t.latency, o, latency_us);
         if let Some(series) = &mut t.series {
             series.roll_to(o.at_ns / SECOND_NS);
@@ -153,7 +161,7 @@ impl Metrics {
             series.latency.record(latency_us);
         }
         for w in &mut self.windows {
-            if w.target == name && (w.from_ns..w.to_ns).contains(&o.at_ns) {
+            if w.id == Some(id) && (w.from_ns..w.to_ns).contains(&o.at_ns) {
                 w.counts.requests_total += 1;
                 record(&mut w.counts, &mut w.latency, o, latency_us);
             }
@@ -187,7 +195,8 @@ impl Metrics {
         let end_second = duration_ns.div_ceil(SECOND_NS);
         let mut timeseries = BTreeMap::new();
         let mut stats = BTreeMap::new();
-        for (name, t) in &mut self.targets {
+        for (name, &id) in &self.ids {
+            let t = &mut self.targets[id];
             if let Some(series) = &mut t.series {
                 series.roll_to(end_second);
                 timeseries.insert(name.clone(), std::mem::take(&mut series.samples));
@@ -258,11 +267,11 @@ mod tests {
     #[test]
     fn series_has_a_row_per_second_including_idle_ones() {
         let mut m = Metrics::new(vec![], 10);
-        m.declare("client", true);
-        m.started("client");
-        m.finished("client", ok(100, 1_000_000));
-        m.started("client");
-        m.finished("client", ok(2_500_000_000, 3_000_000));
+        let c = m.declare("client", true);
+        m.started(c);
+        m.finished(c, ok(100, 1_000_000));
+        m.started(c);
+        m.finished(c, ok(2_500_000_000, 3_000_000));
         let f = m.finish(3_000_000_000);
         let rows = &f.timeseries["client"];
         assert_eq!(rows.len(), 3);
@@ -276,9 +285,10 @@ mod tests {
     #[test]
     fn windows_take_only_completions_inside_them() {
         let mut m = Metrics::new(vec![("a".into(), 1_000, 2_000)], 10);
-        m.finished("a", ok(500, 10_000));
-        m.finished("a", ok(1_500, 20_000));
-        m.finished("a", ok(2_000, 30_000));
+        let a = m.declare("a", false);
+        m.finished(a, ok(500, 10_000));
+        m.finished(a, ok(1_500, 20_000));
+        m.finished(a, ok(2_000, 30_000));
         let f = m.finish(3_000);
         assert_eq!(f.windows[0].stats.requests_total, 1);
         assert_eq!(f.windows[0].stats.latency_us.max, 20);

@@ -27,7 +27,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mesh_core::Time;
-use results::scenario::{InstanceStats, ScenarioInfo, ScenarioProvenance, ScenarioResult, SimStats};
+use results::scenario::{
+    InstanceStats, ScenarioInfo, ScenarioProvenance, ScenarioResult, SimStats,
+};
 
 use crate::cost::CostTable;
 use crate::engine::Scheduler;
@@ -111,13 +113,24 @@ pub(crate) enum Ev {
     /// Start the next try of a call (after a backoff or an injected delay).
     Try { call: u32, tag: u32 },
     /// A connection finished (or failed) its set-up.
-    Connected { node: u32, cluster: u32, conn: u64, epoch: u32, fail: Option<request::ConnFail> },
+    Connected {
+        node: u32,
+        cluster: u32,
+        conn: u64,
+        epoch: u32,
+        fail: Option<request::ConnFail>,
+    },
     /// A request reached the callee's inbound side.
     Arrive { attempt: u32, tag: u32 },
     /// The callee's application finished its compute step.
     AppDone { task: u32, tag: u32 },
     /// A response (or a reset) reached the caller's sidecar.
-    Respond { attempt: u32, tag: u32, status: u16, reset: bool },
+    Respond {
+        attempt: u32,
+        tag: u32,
+        status: u16,
+        reset: bool,
+    },
     /// A per-try or route timeout of a call.
     CallTimer { call: u32, tag: u32 },
     /// The client's own timeout of a workload request.
@@ -127,7 +140,11 @@ pub(crate) enum Ev {
     /// Certificate lifecycle timer of a sidecar.
     CertTimer { node: u32, epoch: u32 },
     /// The CA's answer to a sidecar's CSR.
-    CertAnswer { node: u32, epoch: u32, issued: Option<(u64, u64)> },
+    CertAnswer {
+        node: u32,
+        epoch: u32,
+        issued: Option<(u64, u64)>,
+    },
     /// The control plane's config version reaches a proxy.
     ConfigArrive { node: u32, version: u32 },
     /// Fault `i` begins.
@@ -149,8 +166,10 @@ pub(crate) struct World {
     pub reqs: request::Requests,
     pub metrics: metrics::Metrics,
     pub faults: faults::Faults,
-    /// End of the workload (and of the timeline).
+    /// End of the workload (and of the timeline), after `--duration`.
     pub end_ns: u64,
+    /// `spec.duration`: what rate profiles span.
+    pub scenario_end_ns: u64,
     pub seed: u64,
 }
 

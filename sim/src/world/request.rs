@@ -16,11 +16,10 @@ use mesh_core::outlier::Outcome;
 use mesh_core::pool::{ConnectionId, FailReason, PoolAction, RequestId};
 use mesh_core::retry::{AttemptResult, GiveUpReason, RetryDecision, RetryPolicy, RetryState};
 use mesh_core::route::{RouteOutcome, RouteRequest, RouteRetries, decide};
-use mesh_core::security::{
-    AuthzDecision, ClientTlsMode, RequestAttributes, decide_client_tls,
-    handshake_outcome,
-};
 use mesh_core::security::client_tls::{AutoMtls, HandshakeOutcome};
+use mesh_core::security::{
+    AuthzDecision, ClientTlsMode, RequestAttributes, decide_client_tls, handshake_outcome,
+};
 use rand::Rng;
 
 use super::metrics::Outcome as Done;
@@ -44,6 +43,8 @@ pub(crate) struct Template {
     pub new_connection: bool,
     /// `client`, or the calling service's name.
     pub caller_name: String,
+    /// Metric target id of the edge `caller->service`.
+    pub edge_target: usize,
 }
 
 /// Why a connection could not be set up.
@@ -175,6 +176,8 @@ pub(crate) struct Requests {
     in_flight: u64,
     /// Messages on a held link: (from, to, bytes, event to schedule on delivery).
     pub held: Vec<(u32, u32, u64, Ev)>,
+    /// Per workload entry: the next intended send time (open loop).
+    pub next_arrival_ns: Vec<f64>,
 }
 
 impl Requests {
@@ -260,27 +263,42 @@ impl World {
     pub(super) fn on_arrival(&mut self, w: u32) {
         let now = self.now().as_nanos();
         let wl = &self.faults.workloads[w as usize];
-        let end = wl
+        // The profile spans the entry's own duration (a ramp keeps its slope when
+        // `--duration` cuts the run short); sending stops at the truncated end.
+        let span = wl
             .duration_ns
-            .map_or(self.end_ns, |d| (wl.start_ns + d).min(self.end_ns));
+            .unwrap_or(self.scenario_end_ns.saturating_sub(wl.start_ns));
+        let end = (wl.start_ns + span).min(self.end_ns);
         if now >= end {
             return;
         }
         let scenario::Load::Open(profile) = &wl.load else {
             return;
         };
-        let span = end - wl.start_ns;
+        let poisson = wl.poisson_arrivals;
+        // Intended send times are kept in fractional nanoseconds, so a rate of
+        // 300/s gives exactly 300 requests a second, not one more every 3 s.
+        let intended = self.reqs.next_arrival_ns[w as usize].max(now as f64);
         let rate = profile.rate_at(now - wl.start_ns, span);
-        if rate > 0.0 {
+        let next = if rate > 0.0 {
             let node = self.topo.workload_nodes[w as usize];
             let t = self.reqs.workload_templates[w as usize];
             self.start_call(node, t, Origin::Workload { w, user: None });
-            let gap = (1e9 / rate).max(1.0) as u64;
-            self.sched.schedule_in(gap, Ev::Arrival { w });
+            let mean_gap = 1e9 / rate;
+            let gap = if poisson {
+                // Inverse transform of an exponential with that mean.
+                -mean_gap * (1.0 - self.rng.random::<f64>()).ln()
+            } else {
+                mean_gap
+            };
+            intended + gap
         } else {
             // A zero rate (before the first step): look again in 10 ms.
-            self.sched.schedule_in(10_000_000, Ev::Arrival { w });
-        }
+            intended + 10_000_000.0
+        };
+        self.reqs.next_arrival_ns[w as usize] = next;
+        self.sched
+            .schedule_at(Time(next.round() as u64), Ev::Arrival { w });
     }
 
     pub(super) fn on_user_next(&mut self, w: u32, user: u32) {
@@ -294,7 +312,14 @@ impl World {
         }
         let node = self.topo.workload_nodes[w as usize];
         let t = self.reqs.workload_templates[w as usize];
-        self.start_call(node, t, Origin::Workload { w, user: Some(user) });
+        self.start_call(
+            node,
+            t,
+            Origin::Workload {
+                w,
+                user: Some(user),
+            },
+        );
     }
 
     /// A caller sends a request: the outbound sidecar takes it (proxy CPU plus the
@@ -303,16 +328,15 @@ impl World {
         let now = self.now();
         let t = &self.reqs.templates[template as usize];
         let service = t.service;
-        let edge = format!("{}->{}", t.caller_name, self.topo.service_names[service]);
         let bytes = REQUEST_HEADER_BYTES + t.request_bytes;
+        let edge = t.edge_target;
         if let Origin::Workload { w, .. } = origin {
-            self.metrics.started("client");
-            self.metrics.started(&workload_target_name(w as usize));
+            self.metrics.started(self.topo.client_target);
+            self.metrics.started(self.topo.workload_target[w as usize]);
             self.reqs.in_flight += 1;
         }
-        let name = self.topo.service_names[service].clone();
-        self.metrics.started(&name);
-        self.metrics.started(&edge);
+        self.metrics.started(self.topo.service_target[service]);
+        self.metrics.started(edge);
 
         let (plan, local, work) = if self.outbound_proxy() {
             self.route_decision(caller, template, bytes)
@@ -347,7 +371,11 @@ impl World {
             self.sched
                 .schedule_in(timeout, Ev::ClientTimeout { call, tag });
         }
-        let at = if work > 0 { self.charge(caller, work) } else { now };
+        let at = if work > 0 {
+            self.charge(caller, work)
+        } else {
+            now
+        };
         self.sched.schedule_at(at, Ev::Route { call, tag });
     }
 
@@ -419,11 +447,15 @@ impl World {
             self.finish_call(call, status, error, 0);
             return;
         }
-        let plan = c.plan.clone().expect("a call without a local answer has a plan");
+        let plan = c
+            .plan
+            .clone()
+            .expect("a call without a local answer has a plan");
         if let Some(delay) = plan.delay {
             self.metrics.count_event("fault_delay");
             let tag = self.reqs.calls.get(call).map_or(0, |c| c.tag);
-            self.sched.schedule_in(delay.as_nanos() as u64, Ev::Try { call, tag });
+            self.sched
+                .schedule_in(delay.as_nanos() as u64, Ev::Try { call, tag });
             // Abort (if any) is applied when the delayed try starts.
             if let Some(c) = self.reqs.calls.get_mut(call) {
                 if let Some(p) = &mut c.plan {
@@ -466,9 +498,11 @@ impl World {
             ..Default::default()
         };
         let outlier = cluster.outlier.as_ref();
-        let pick = cluster
-            .lb
-            .pick(&ctx, |id| outlier.is_none_or(|od| !od.is_ejected(id)), &mut self.rng);
+        let pick = cluster.lb.pick(
+            &ctx,
+            |id| outlier.is_none_or(|od| !od.is_ejected(id)),
+            &mut self.rng,
+        );
         let pick = match pick {
             Ok(p) => p,
             Err(_) => {
@@ -485,7 +519,10 @@ impl World {
                 self.log(
                     "breaker_overflow",
                     &at,
-                    format!("{}: {:?} (limit {})", plan.host, overflow.reason, overflow.limit),
+                    format!(
+                        "{}: {:?} (limit {})",
+                        plan.host, overflow.reason, overflow.limit
+                    ),
                 );
                 let attempts = self.call_attempts(call);
                 self.finish_call(call, Some(503), Some("overflow"), attempts);
@@ -524,12 +561,19 @@ impl World {
         if let Some(d) = deadline {
             if c.timer_at != Some(d) {
                 c.timer_at = Some(d);
-                self.sched.schedule_at(d, Ev::CallTimer { call, tag: call_gen });
+                self.sched.schedule_at(
+                    d,
+                    Ev::CallTimer {
+                        call,
+                        tag: call_gen,
+                    },
+                );
             }
         }
-        let (s, v) = self.nodes[node as usize].instance.expect("endpoints are instances");
-        let vname = self.topo.version_names[s][v].clone();
-        self.metrics.started(&vname);
+        let (s, v) = self.nodes[node as usize]
+            .instance
+            .expect("endpoints are instances");
+        self.metrics.started(self.topo.version_target[s][v]);
         let cluster = &mut self.nodes[caller as usize].sidecar.clusters[cl as usize];
         cluster.waiting.insert(permit.request, attempt);
         if let mesh_core::pool::Disposition::Dispatched { connection } = permit.disposition {
@@ -587,20 +631,32 @@ impl World {
 
     /// Opens a pooled connection: a TCP round trip, then (mTLS) a TLS 1.3 handshake
     /// round trip with handshake CPU on both sides.
-    fn open_connection(&mut self, node: u32, cl: u32, conn: ConnectionId, endpoint: mesh_core::EndpointId) {
+    fn open_connection(
+        &mut self,
+        node: u32,
+        cl: u32,
+        conn: ConnectionId,
+        endpoint: mesh_core::EndpointId,
+    ) {
         let now = self.now();
         let service = self.nodes[node as usize].sidecar.clusters[cl as usize].service;
-        let callee = self.topo.node_of(service, endpoint).expect("cluster endpoints are instances");
+        let callee = self
+            .topo
+            .node_of(service, endpoint)
+            .expect("cluster endpoints are instances");
         let epoch = self.nodes[callee as usize].epoch;
         let caller_epoch = self.nodes[node as usize].epoch;
         let tls_decision = self.tls_for(node, cl, callee);
         self.nodes[node as usize].sidecar.clusters[cl as usize]
             .conns
-            .insert(conn, super::control::Conn {
-                epoch,
-                tls: matches!(tls_decision, Ok(true)),
-                ready: false,
-            });
+            .insert(
+                conn,
+                super::control::Conn {
+                    epoch,
+                    tls: matches!(tls_decision, Ok(true)),
+                    ready: false,
+                },
+            );
         let connect = self.cost(CostKind::ProxyRequest, 0) / 4;
         let _ = self.charge(node, connect);
         let syn = self.net.transit(now, node, callee, 64, &mut self.rng);
@@ -628,8 +684,18 @@ impl World {
                 Ok(true) => {
                     // ClientHello → server (handshake CPU) → client (handshake CPU).
                     let one_way = self.one_way(node, callee);
-                    let server_cpu = self.cost(CostKind::TlsHandshake { role: TlsRole::Server }, 0);
-                    let client_cpu = self.cost(CostKind::TlsHandshake { role: TlsRole::Client }, 0);
+                    let server_cpu = self.cost(
+                        CostKind::TlsHandshake {
+                            role: TlsRole::Server,
+                        },
+                        0,
+                    );
+                    let client_cpu = self.cost(
+                        CostKind::TlsHandshake {
+                            role: TlsRole::Client,
+                        },
+                        0,
+                    );
                     let t_server = self.nodes[callee as usize]
                         .cpu
                         .submit(at + ns(one_way), server_cpu);
@@ -642,7 +708,11 @@ impl World {
                 Err(why) => {
                     let name = self.nodes[node as usize].name.clone();
                     let callee_name = self.nodes[callee as usize].name.clone();
-                    self.log("mtls_handshake_failed", &name, format!("to {callee_name}: {why}"));
+                    self.log(
+                        "mtls_handshake_failed",
+                        &name,
+                        format!("to {callee_name}: {why}"),
+                    );
                     let one_way = self.one_way(node, callee);
                     self.sched.schedule_at(
                         at + ns(2 * one_way),
@@ -678,9 +748,13 @@ impl World {
         }
         let policy = &self.nodes[node as usize].sidecar.clusters[cl as usize].policy;
         let callee_node = &self.nodes[callee as usize];
-        let port = callee_node
-            .instance
-            .map_or(0, |(s, _)| self.topo.registry.services[s].ports.first().copied().unwrap_or(0));
+        let port = callee_node.instance.map_or(0, |(s, _)| {
+            self.topo.registry.services[s]
+                .ports
+                .first()
+                .copied()
+                .unwrap_or(0)
+        });
         // A PeerAuthentication in the config decides; without one, the scenario's
         // mesh-wide `mtls` does.
         let default = self.control.mtls_default();
@@ -705,13 +779,19 @@ impl World {
             HandshakeOutcome::Mtls => {
                 debug_assert_eq!(client.mode, ClientTlsMode::IstioMutual);
                 let now = self.now();
-                self.cert_problem(node, callee, now)
-                    .map_or(Ok(true), Err)
+                self.cert_problem(node, callee, now).map_or(Ok(true), Err)
             }
         }
     }
 
-    pub(super) fn on_connected(&mut self, node: u32, cl: u32, conn: u64, epoch: u32, fail: Option<ConnFail>) {
+    pub(super) fn on_connected(
+        &mut self,
+        node: u32,
+        cl: u32,
+        conn: u64,
+        epoch: u32,
+        fail: Option<ConnFail>,
+    ) {
         let now = self.now();
         let n = &mut self.nodes[node as usize];
         if n.epoch != epoch || !n.up {
@@ -745,11 +825,7 @@ impl World {
         a.conn = Some(conn);
         let (tag, call, callee, cl) = (a.tag, a.call, a.node, a.cluster);
         let caller = self.reqs.calls.get(call).map_or(0, |c| c.caller);
-        let t = self
-            .reqs
-            .calls
-            .get(call)
-            .map_or(0, |c| c.template);
+        let t = self.reqs.calls.get(call).map_or(0, |c| c.template);
         let bytes = REQUEST_HEADER_BYTES + self.reqs.templates[t as usize].request_bytes;
         let conn_info = self.nodes[caller as usize].sidecar.clusters[cl as usize]
             .conns
@@ -959,7 +1035,8 @@ impl World {
             return; // the caller gave up on this try already
         };
         let n = &mut self.nodes[node as usize];
-        let error = failed || (n.app.error_rate > 0.0 && self.rng.random::<f64>() < n.app.error_rate);
+        let error =
+            failed || (n.app.error_rate > 0.0 && self.rng.random::<f64>() < n.app.error_rate);
         let status = if error { n.app.error_status } else { 200 };
         if status >= 500 {
             n.counters.errors_served += 1;
@@ -1005,7 +1082,13 @@ impl World {
 
     /// Ends a try: frees its slot, tells outlier detection, asks the retry state
     /// machine what next.
-    fn attempt_done(&mut self, attempt: u32, result: AttemptResult, outcome: Option<Outcome>, conn_lost: bool) {
+    fn attempt_done(
+        &mut self,
+        attempt: u32,
+        result: AttemptResult,
+        outcome: Option<Outcome>,
+        conn_lost: bool,
+    ) {
         let now = self.now();
         let Some(a) = self.reqs.attempts.remove(attempt) else {
             return;
@@ -1019,10 +1102,14 @@ impl World {
         let cluster = &mut n.sidecar.clusters[a.cluster as usize];
         cluster.lb.on_request_end(a.endpoint);
         cluster.waiting.remove(&a.request);
-        cluster.pool.on_request_end(now, a.request);
-        if let Some(conn) = a.conn.filter(|_| conn_lost || new_connection) {
-            cluster.conns.remove(&conn);
-            cluster.pool.on_connection_closed(now, conn);
+        // A closed connection ends its request with it; otherwise the slot frees and
+        // the pool may hand the connection to a waiting request.
+        match a.conn.filter(|_| conn_lost || new_connection) {
+            Some(conn) => {
+                cluster.conns.remove(&conn);
+                cluster.pool.on_connection_closed(now, conn);
+            }
+            None => cluster.pool.on_request_end(now, a.request),
         }
         let events = match (outcome, cluster.outlier.as_mut()) {
             (Some(o), Some(od)) => od.on_response(now, a.endpoint, o),
@@ -1036,7 +1123,7 @@ impl World {
         }
         self.drain_pool(caller, a.cluster);
         if let Some((s, v)) = self.nodes[a.node as usize].instance {
-            let name = self.topo.version_names[s][v].clone();
+            let id = self.topo.version_target[s][v];
             let (status, error) = match result {
                 AttemptResult::Response { status, .. } => (Some(status), None),
                 AttemptResult::ConnectFailure => (None, Some("connect_failure")),
@@ -1044,7 +1131,7 @@ impl World {
                 _ => (None, Some("reset")),
             };
             self.metrics.finished(
-                &name,
+                id,
                 Done {
                     at_ns: now.as_nanos(),
                     latency_ns: now.as_nanos() - a.start.as_nanos(),
@@ -1086,7 +1173,11 @@ impl World {
             } => {
                 let at = self.nodes[caller as usize].name.clone();
                 let host = c.plan.as_ref().map(|p| p.host.clone()).unwrap_or_default();
-                self.log("retry", &at, format!("{host}: try {attempt} after {last:?}"));
+                self.log(
+                    "retry",
+                    &at,
+                    format!("{host}: try {attempt} after {last:?}"),
+                );
                 self.sched.schedule_at(retry_at, Ev::Try { call, tag });
             }
             RetryDecision::Complete { attempts } => {
@@ -1096,7 +1187,11 @@ impl World {
             RetryDecision::GiveUp { attempts, reason } => {
                 if let GiveUpReason::BudgetExhausted(o) = reason {
                     let at = self.nodes[caller as usize].name.clone();
-                    self.log("retry_overflow", &at, format!("retry budget exhausted: {o:?}"));
+                    self.log(
+                        "retry_overflow",
+                        &at,
+                        format!("retry budget exhausted: {o:?}"),
+                    );
                 }
                 let (status, error) = match reason {
                     GiveUpReason::Timeout { .. } => (Some(504), None),
@@ -1157,10 +1252,12 @@ impl World {
         let cluster = &mut self.nodes[caller as usize].sidecar.clusters[a.cluster as usize];
         cluster.lb.on_request_end(a.endpoint);
         cluster.waiting.remove(&a.request);
-        cluster.pool.on_request_end(now, a.request);
-        if let Some(conn) = a.conn {
-            cluster.conns.remove(&conn);
-            cluster.pool.on_connection_closed(now, conn);
+        match a.conn {
+            Some(conn) => {
+                cluster.conns.remove(&conn);
+                cluster.pool.on_connection_closed(now, conn);
+            }
+            None => cluster.pool.on_request_end(now, a.request),
         }
         let events = match (outcome, cluster.outlier.as_mut()) {
             (Some(o), Some(od)) => od.on_response(now, a.endpoint, o),
@@ -1171,6 +1268,23 @@ impl World {
             self.schedule_sweep(caller, a.cluster);
         }
         self.drain_pool(caller, a.cluster);
+        if let Some((s, v)) = self.nodes[a.node as usize].instance {
+            let error = if outcome.is_some() {
+                "timeout"
+            } else {
+                "cancelled"
+            };
+            self.metrics.finished(
+                self.topo.version_target[s][v],
+                Done {
+                    at_ns: now.as_nanos(),
+                    latency_ns: now.as_nanos() - a.start.as_nanos(),
+                    status: None,
+                    error: Some(error),
+                    attempts: 1,
+                },
+            );
+        }
     }
 
     /// The load generator stops waiting for a request.
@@ -1199,8 +1313,7 @@ impl World {
             return;
         };
         let t = &self.reqs.templates[c.template as usize];
-        let service = self.topo.service_names[t.service].clone();
-        let edge = format!("{}->{}", t.caller_name, service);
+        let (service, edge) = (self.topo.service_target[t.service], t.edge_target);
         let done = Done {
             at_ns: now.as_nanos(),
             latency_ns: now.as_nanos() - c.start.as_nanos(),
@@ -1208,15 +1321,15 @@ impl World {
             error,
             attempts: attempts.max(1),
         };
-        self.metrics.finished(&service, done);
-        self.metrics.finished(&edge, done);
+        self.metrics.finished(service, done);
+        self.metrics.finished(edge, done);
         let ok = status.is_some_and(|s| s < 400);
         match c.origin {
             Origin::Workload { w, user } => {
                 self.reqs.in_flight -= 1;
-                self.metrics.finished("client", done);
+                self.metrics.finished(self.topo.client_target, done);
                 self.metrics
-                    .finished(&workload_target_name(w as usize), done);
+                    .finished(self.topo.workload_target[w as usize], done);
                 if let Some(user) = user {
                     if let scenario::Load::Closed { think_time, .. } =
                         &self.faults.workloads[w as usize].load
@@ -1240,4 +1353,3 @@ fn final_status(last: AttemptResult) -> (Option<u16>, Option<&'static str>) {
         AttemptResult::PerTryTimeout => (Some(504), Some("timeout")),
     }
 }
-

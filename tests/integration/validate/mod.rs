@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::support::{TempDir, meshrig, run_with_limit};
 
 mod field_table;
+mod scenario;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

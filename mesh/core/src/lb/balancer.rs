@@ -131,6 +131,8 @@ pub struct LoadBalancer {
     active: Vec<u32>,
     /// Consistent hash: per level, the candidate set the table was built over.
     tables: Vec<Option<(Vec<usize>, HashTable)>>,
+    /// Every endpoint has the same weight (then any candidate set does too).
+    uniform_weights: bool,
 }
 
 // === impl LoadBalancer ===
@@ -147,6 +149,7 @@ impl LoadBalancer {
             rr_current: Vec::new(),
             active: Vec::new(),
             tables: Vec::new(),
+            uniform_weights: true,
         };
         lb.update_endpoints(endpoints);
         lb
@@ -195,6 +198,9 @@ impl LoadBalancer {
             .map(|e| old.get(&e.id).copied().unwrap_or(0))
             .collect();
         self.tables = vec![None; n_levels];
+        self.uniform_weights = endpoints
+            .windows(2)
+            .all(|w| w[0].weight.max(1) == w[1].weight.max(1));
     }
 
     /// Call when a request is sent to `endpoint` (least-request bookkeeping).
@@ -228,23 +234,17 @@ impl LoadBalancer {
         if self.endpoints.is_empty() {
             return Err(PickError::NoEndpoints);
         }
-        let healthy_by_level: Vec<Vec<usize>> = self
-            .levels
-            .iter()
-            .map(|lv| {
-                lv.iter()
-                    .copied()
-                    .filter(|&i| is_healthy(self.endpoints[i].id))
-                    .collect()
-            })
-            .collect();
+        // Count first, without allocating: the common case (everything healthy, no
+        // exclusions) then chooses over the level's own index list.
         let health: Vec<PriorityHealth> = self
             .levels
             .iter()
-            .zip(&healthy_by_level)
-            .map(|(all, ok)| PriorityHealth {
-                healthy: ok.len() as u32,
-                total: all.len() as u32,
+            .map(|lv| PriorityHealth {
+                healthy: lv
+                    .iter()
+                    .filter(|&&i| is_healthy(self.endpoints[i].id))
+                    .count() as u32,
+                total: lv.len() as u32,
             })
             .collect();
         let overprovisioning = self
@@ -257,43 +257,24 @@ impl LoadBalancer {
         let PriorityHealth { healthy, total } = health[level];
         let threshold = self.policy.panic_threshold_percent;
         let panic = total > 0 && u64::from(healthy) * 100 < u64::from(threshold) * u64::from(total);
-        let candidates: Vec<usize> = if panic {
-            self.levels[level].clone()
-        } else {
-            healthy_by_level[level].clone()
-        };
-        if candidates.is_empty() {
+        if !panic && healthy == 0 {
             return Err(PickError::NoHealthyEndpoints {
                 priority: level as u32,
                 total,
                 panic_threshold_percent: threshold,
             });
         }
-        let hashing = self.policy.algorithm.hash_policy().is_some();
-        let (candidates, exclusion) = if hashing || ctx.exclude.is_empty() {
-            (candidates, Exclusion::None)
-        } else {
-            let kept: Vec<usize> = candidates
-                .iter()
-                .copied()
-                .filter(|&i| !ctx.exclude.contains(&self.endpoints[i].id))
-                .collect();
-            match kept.len() {
-                0 => (candidates, Exclusion::AllExcludedIgnored),
-                n => {
-                    let count = (candidates.len() - n) as u32;
-                    (
-                        kept,
-                        if count == 0 {
-                            Exclusion::None
-                        } else {
-                            Exclusion::Applied { count }
-                        },
-                    )
-                }
-            }
-        };
-        let (index, detail) = self.choose(level, &candidates, ctx, rng);
+        let all = std::mem::take(&mut self.levels[level]);
+        let picked = self.pick_in_level(
+            level,
+            &all,
+            panic || healthy == total,
+            ctx,
+            &is_healthy,
+            rng,
+        );
+        self.levels[level] = all;
+        let (index, candidates, exclusion, detail) = picked;
         Ok(Pick {
             endpoint: self.endpoints[index].id,
             trace: PickTrace {
@@ -304,11 +285,62 @@ impl LoadBalancer {
                 total,
                 panic,
                 panic_threshold_percent: threshold,
-                candidates: candidates.len() as u32,
+                candidates,
                 exclusion,
                 detail,
             },
         })
+    }
+
+    /// Picks among the endpoints `all` of one level: all of them when `use_all`
+    /// (panic mode, or every one healthy), else the healthy ones; then leaves out
+    /// excluded ones. Returns the index, the candidate count, the exclusion and how
+    /// the algorithm chose.
+    fn pick_in_level(
+        &mut self,
+        level: usize,
+        all: &[usize],
+        use_all: bool,
+        ctx: &PickContext<'_>,
+        is_healthy: &impl Fn(EndpointId) -> bool,
+        rng: &mut impl Rng,
+    ) -> (usize, u32, Exclusion, PickDetail) {
+        let healthy_only: Vec<usize>;
+        let candidates: &[usize] = if use_all {
+            all
+        } else {
+            healthy_only = all
+                .iter()
+                .copied()
+                .filter(|&i| is_healthy(self.endpoints[i].id))
+                .collect();
+            &healthy_only
+        };
+        let hashing = self.policy.algorithm.hash_policy().is_some();
+        let kept: Vec<usize>;
+        let (candidates, exclusion) = if hashing || ctx.exclude.is_empty() {
+            (candidates, Exclusion::None)
+        } else {
+            kept = candidates
+                .iter()
+                .copied()
+                .filter(|&i| !ctx.exclude.contains(&self.endpoints[i].id))
+                .collect();
+            match kept.len() {
+                0 => (candidates, Exclusion::AllExcludedIgnored),
+                n => {
+                    let count = (candidates.len() - n) as u32;
+                    let exclusion = if count == 0 {
+                        Exclusion::None
+                    } else {
+                        Exclusion::Applied { count }
+                    };
+                    (&kept[..], exclusion)
+                }
+            }
+        };
+        let (index, detail) = self.choose(level, candidates, ctx, rng);
+        (index, candidates.len() as u32, exclusion, detail)
     }
 
     /// Runs the algorithm over `candidates` (non-empty endpoint indices).
@@ -386,7 +418,7 @@ impl LoadBalancer {
         rng: &mut impl Rng,
     ) -> (usize, PickDetail) {
         let first_weight = self.weight(candidates[0]);
-        if candidates.iter().all(|&i| self.weight(i) == first_weight) {
+        if self.uniform_weights || candidates.iter().all(|&i| self.weight(i) == first_weight) {
             let mut choices = Vec::with_capacity(choice_count as usize);
             let mut best: Option<usize> = None;
             for _ in 0..choice_count {

@@ -68,6 +68,8 @@ pub struct OutlierDetector {
     next_sweep: Time,
     in_panic: bool,
     stats: OutlierStats,
+    /// Endpoints ejected now (kept with every change, so health queries are O(1)).
+    ejected: u32,
 }
 
 // === impl OutlierDetector ===
@@ -92,6 +94,7 @@ impl OutlierDetector {
                 .collect(),
             in_panic: false,
             stats: OutlierStats::default(),
+            ejected: 0,
         };
         detector.in_panic = detector.panic_state().in_panic;
         detector
@@ -119,6 +122,11 @@ impl OutlierDetector {
         for id in wanted {
             self.endpoints.entry(id).or_default();
         }
+        self.ejected = self
+            .endpoints
+            .values()
+            .filter(|s| s.ejected_at.is_some())
+            .count() as u32;
         let mut events = Vec::new();
         self.check_panic(now, &mut events);
         events
@@ -202,6 +210,7 @@ impl OutlierDetector {
             };
             if ejection_time(base, max, state.backoff) <= now - ejected_at {
                 state.ejected_at = None;
+                self.ejected -= 1;
                 state.consecutive_5xx = 0;
                 state.consecutive_gateway = 0;
                 state.consecutive_local = 0;
@@ -227,10 +236,7 @@ impl OutlierDetector {
 
     /// How many endpoints are ejected now.
     pub fn ejected_count(&self) -> u32 {
-        self.endpoints
-            .values()
-            .filter(|s| s.ejected_at.is_some())
-            .count() as u32
+        self.ejected
     }
 
     /// The endpoints not ejected. Note: in panic mode the load balancer uses all
@@ -303,6 +309,7 @@ impl OutlierDetector {
             state.backoff += 1;
         }
         state.ejected_at = Some(now);
+        self.ejected += 1;
         state.times_ejected += 1;
         self.stats.ejections_enforced_total += 1;
         events.push(OutlierEvent::Ejected {

@@ -346,6 +346,8 @@ proptest! {
                 }
             }
             prop_assert!(100 * d.ejected_count() <= max_pct * n);
+            // The kept count agrees with the endpoints' own state.
+            prop_assert_eq!(d.ejected_count() as usize, n as usize - d.healthy_set().len());
             let state = d.panic_state();
             prop_assert_eq!(state.in_panic, announced_panic);
             prop_assert_eq!(state.in_panic, state.healthy_percent < min_health);

@@ -1,7 +1,7 @@
 //! The connection pool of one cluster: which connection a request goes on, when to open
 //! or close one, and when the circuit breaker refuses.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::limits::{ConnectionPoolLimits, Overflow, OverflowReason};
 use crate::retry::RetryBudget;
@@ -137,6 +137,9 @@ pub struct ConnectionPool {
     limits: ConnectionPoolLimits,
     protocol: Protocol,
     connections: BTreeMap<ConnectionId, Connection>,
+    /// The connections of each endpoint (an index over `connections`, so finding an
+    /// endpoint's free connection does not scan every connection of the cluster).
+    by_endpoint: BTreeMap<EndpointId, BTreeSet<ConnectionId>>,
     /// Attached requests and their connection.
     attached: BTreeMap<RequestId, ConnectionId>,
     pending: VecDeque<(RequestId, EndpointId)>,
@@ -156,6 +159,7 @@ impl ConnectionPool {
             limits,
             protocol,
             connections: BTreeMap::new(),
+            by_endpoint: BTreeMap::new(),
             attached: BTreeMap::new(),
             pending: VecDeque::new(),
             actions: VecDeque::new(),
@@ -208,10 +212,8 @@ impl ConnectionPool {
         endpoint: EndpointId,
     ) -> Result<Permit, Overflow> {
         let ready = self
-            .connections
-            .iter()
-            .find(|(_, c)| c.endpoint == endpoint && self.has_room(c))
-            .map(|(&id, _)| id);
+            .endpoint_connections(endpoint)
+            .find(|&id| self.connections.get(&id).is_some_and(|c| self.has_room(c)));
         let disposition = if let Some(connection) = ready {
             self.check_max_requests(now)?;
             let request = self.new_request();
@@ -272,7 +274,7 @@ impl ConnectionPool {
     /// Call when opening `connection` failed: pending requests its capacity was meant
     /// for fail with [`FailReason::ConnectFailure`].
     pub fn on_connect_failed(&mut self, _now: Time, connection: ConnectionId) {
-        let Some(c) = self.connections.remove(&connection) else {
+        let Some(c) = self.remove_connection(connection) else {
             return;
         };
         self.stats.connect_failures += 1;
@@ -299,7 +301,7 @@ impl ConnectionPool {
     /// [`ConnectionPool::on_request_end`] is needed). Pending requests may get a new
     /// connection.
     pub fn on_connection_closed(&mut self, _now: Time, connection: ConnectionId) {
-        let Some(c) = self.connections.remove(&connection) else {
+        let Some(c) = self.remove_connection(connection) else {
             return;
         };
         let before = self.attached.len();
@@ -338,7 +340,7 @@ impl ConnectionPool {
         let endpoint = c.endpoint;
         match close {
             Some(reason) if c.active == 0 => {
-                self.connections.remove(&connection);
+                self.remove_connection(connection);
                 self.actions
                     .push_back(PoolAction::Close { connection, reason });
                 self.connect_for_pending(endpoint);
@@ -367,6 +369,30 @@ impl ConnectionPool {
     }
 
     /// Whether a ready connection can take one more request.
+    /// `endpoint`'s connections, lowest id first.
+    fn endpoint_connections(
+        &self,
+        endpoint: EndpointId,
+    ) -> impl Iterator<Item = ConnectionId> + '_ {
+        self.by_endpoint
+            .get(&endpoint)
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
+    /// Forgets a connection (and its index entry).
+    fn remove_connection(&mut self, connection: ConnectionId) -> Option<Connection> {
+        let c = self.connections.remove(&connection)?;
+        if let Some(set) = self.by_endpoint.get_mut(&c.endpoint) {
+            set.remove(&connection);
+            if set.is_empty() {
+                self.by_endpoint.remove(&c.endpoint);
+            }
+        }
+        Some(c)
+    }
+
     fn has_room(&self, c: &Connection) -> bool {
         let per_conn = self.limits.max_requests_per_connection;
         c.ready
@@ -380,9 +406,8 @@ impl ConnectionPool {
     /// How many pending requests the connections being opened to `endpoint` will take.
     fn connecting_capacity(&self, endpoint: EndpointId) -> usize {
         let connecting = self
-            .connections
-            .values()
-            .filter(|c| c.endpoint == endpoint && !c.ready)
+            .endpoint_connections(endpoint)
+            .filter(|id| self.connections.get(id).is_some_and(|c| !c.ready))
             .count();
         match self.protocol {
             Protocol::Http2 if connecting > 0 => usize::MAX,
@@ -398,7 +423,7 @@ impl ConnectionPool {
         if waiting <= self.connecting_capacity(endpoint) {
             return PendingCause::QueuedBehindConnecting;
         }
-        let has_any = self.connections.values().any(|c| c.endpoint == endpoint);
+        let has_any = self.endpoint_connections(endpoint).next().is_some();
         let under_limit = (self.connections.len() as u64) < u64::from(self.limits.max_connections);
         if !under_limit && has_any {
             self.stats.connection_limit_waits += 1;
@@ -415,6 +440,10 @@ impl ConnectionPool {
             served: 0,
         };
         self.connections.insert(connection, conn);
+        self.by_endpoint
+            .entry(endpoint)
+            .or_default()
+            .insert(connection);
         self.stats.connections_opened += 1;
         self.actions.push_back(PoolAction::Connect {
             connection,

@@ -8,6 +8,7 @@ mod echo_cmd;
 mod exit;
 mod load_cmd;
 mod route_cmd;
+mod run_cmd;
 mod summary;
 mod validate_cmd;
 
@@ -33,6 +34,8 @@ enum Command {
     Validate(validate_cmd::ValidateArgs),
     /// Show what the mesh would do with one request: route, retries, fault, authorization.
     Route(Box<route_cmd::RouteArgs>),
+    /// Run a scenario file in the simulator and check its assertions.
+    Run(Box<run_cmd::RunArgs>),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Echo(args) => echo_cmd::run(args),
         Command::Validate(args) => validate_cmd::run(args),
         Command::Route(args) => route_cmd::run(*args),
+        Command::Run(args) => run_cmd::run(*args),
     };
     exit::report("meshrig", outcome)
 }

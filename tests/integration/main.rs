@@ -6,5 +6,6 @@ mod engine;
 mod golden;
 mod load;
 mod route;
+mod run;
 mod support;
 mod validate;

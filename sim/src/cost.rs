@@ -266,7 +266,12 @@ impl CostTable {
         base_ns.saturating_add(per_byte(per_byte_ns, cost.bytes))
     }
 
-    /// Encrypting or decrypting `bytes` of TLS records, in ns.
+    /// A proxy moving `bytes` (beyond the per-request charge), in ns.
+    pub fn proxy_bytes_ns(&self, bytes: u64) -> u64 {
+        per_byte(self.proxy_per_byte_ns, bytes)
+    }
+
+    /// TLS record encryption or decryption of `bytes`, in ns.
     pub fn tls_record_ns(&self, bytes: u64) -> u64 {
         per_byte(self.tls_record_per_byte_ns, bytes)
     }

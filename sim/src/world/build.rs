@@ -212,6 +212,7 @@ impl World {
                             new_connection: false,
                             caller_name: svc.name.clone(),
                             edge_target: 0,
+                            authority: sc.topology.services[target].fqdn().to_ascii_lowercase(),
                         }))
                     })
                     .collect::<Result<_, BuildError>>()?;
@@ -271,6 +272,7 @@ impl World {
                 new_connection: w.new_connection_per_request,
                 caller_name: "client".to_owned(),
                 edge_target: 0,
+                authority: sc.topology.services[target].fqdn().to_ascii_lowercase(),
             });
             reqs.workload_templates.push(t);
             let labels: BTreeMap<String, String> = [("app".to_owned(), "client".to_owned())].into();

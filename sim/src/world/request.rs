@@ -45,6 +45,8 @@ pub(crate) struct Template {
     pub caller_name: String,
     /// Metric target id of the edge `caller->service`.
     pub edge_target: usize,
+    /// The service's FQDN, as the request's authority.
+    pub authority: String,
 }
 
 /// Why a connection could not be set up.
@@ -393,9 +395,8 @@ impl World {
             return (None, Some((Some(503), "no_config")), base);
         };
         let t = &self.reqs.templates[template as usize];
-        let authority = self.topo.registry.services[t.service].fqdn();
         let req = RouteRequest {
-            authority: &authority,
+            authority: &t.authority,
             method: &t.method,
             path: &t.path,
             scheme: "http",
@@ -472,37 +473,51 @@ impl World {
         let Some(c) = self.reqs.calls.get_mut(call).filter(|c| c.tag == tag) else {
             return;
         };
-        let plan = c.plan.clone().expect("routed calls have a plan");
+        let plan = c.plan.as_mut().expect("routed calls have a plan");
         if let Some(status) = plan.abort {
             self.metrics.count_event("fault_abort");
             self.finish_call(call, Some(status), None, 0);
             return;
         }
-        if c.retry.is_none() {
-            c.retry = Some(RetryState::start(plan.retry.clone(), now, plan.timeout));
-        }
         let caller = c.caller;
-        let Some(cl) = self.cluster_for(caller, &plan.host, plan.subset.as_deref()) else {
-            self.finish_call(call, Some(503), Some("no_cluster"), 0);
-            return;
+        if c.retry.is_none() {
+            // The policy moves into the retry state machine on the first try.
+            let policy = std::mem::replace(&mut plan.retry, RetryPolicy::disabled());
+            c.retry = Some(RetryState::start(policy, now, plan.timeout));
+        }
+        let cl = match c.cluster {
+            Some(cl) => cl,
+            None => {
+                let (host, subset) = (plan.host.clone(), plan.subset.clone());
+                let Some(cl) = self.cluster_for(caller, &host, subset.as_deref()) else {
+                    self.finish_call(call, Some(503), Some("no_cluster"), 0);
+                    return;
+                };
+                if let Some(c) = self.reqs.calls.get_mut(call) {
+                    c.cluster = Some(cl);
+                }
+                cl
+            }
         };
-        let pick_cost = self.cost(CostKind::LbPick, 0) + self.cost(CostKind::PoolAdmission, 0);
-        let _ = self.charge(caller, pick_cost);
-        let c = self.reqs.calls.get_mut(call).expect("checked above");
-        c.cluster = Some(cl);
-        let retry = c.retry.as_ref().expect("set above");
-        let exclude = retry.excluded_endpoints().clone();
+        if self.outbound_proxy() {
+            let pick_cost = self.cost(CostKind::LbPick, 0) + self.cost(CostKind::PoolAdmission, 0);
+            let _ = self.charge(caller, pick_cost);
+        }
+        let c = self.reqs.calls.get(call).expect("checked above");
+        let exclude = c.retry.as_ref().expect("set above").excluded_endpoints();
         let cluster = &mut self.nodes[caller as usize].sidecar.clusters[cl as usize];
         let ctx = mesh_core::lb::PickContext {
-            exclude: &exclude,
+            exclude,
             ..Default::default()
         };
-        let outlier = cluster.outlier.as_ref();
-        let pick = cluster.lb.pick(
-            &ctx,
-            |id| outlier.is_none_or(|od| !od.is_ejected(id)),
-            &mut self.rng,
-        );
+        // Ejected endpoints leave the load-balancing set; with none ejected, every
+        // endpoint is in it and the balancer need not ask about each one.
+        let pick = match cluster.outlier.as_ref().filter(|od| od.ejected_count() > 0) {
+            Some(od) => cluster
+                .lb
+                .pick(&ctx, |id| !od.is_ejected(id), &mut self.rng),
+            None => cluster.lb.pick_all_healthy(&ctx, &mut self.rng),
+        };
         let pick = match pick {
             Ok(p) => p,
             Err(_) => {
@@ -515,14 +530,12 @@ impl World {
         let permit = match cluster.pool.try_acquire_request(now, endpoint) {
             Ok(p) => p,
             Err(overflow) => {
+                let host = cluster.policy.host.clone();
                 let at = self.nodes[caller as usize].name.clone();
                 self.log(
                     "breaker_overflow",
                     &at,
-                    format!(
-                        "{}: {:?} (limit {})",
-                        plan.host, overflow.reason, overflow.limit
-                    ),
+                    format!("{host}: {:?} (limit {})", overflow.reason, overflow.limit),
                 );
                 let attempts = self.call_attempts(call);
                 self.finish_call(call, Some(503), Some("overflow"), attempts);
@@ -657,8 +670,7 @@ impl World {
                     ready: false,
                 },
             );
-        let connect = self.cost(CostKind::ProxyRequest, 0) / 4;
-        let _ = self.charge(node, connect);
+        let _ = self.charge(node, self.costs.tcp_connect_ns);
         let syn = self.net.transit(now, node, callee, 64, &mut self.rng);
         let (fail, mut at) = match syn {
             crate::net::Transit::Deliver(t1) if self.nodes[callee as usize].up => {
@@ -923,7 +935,7 @@ impl World {
         if self.inbound_proxy() {
             work += self.cost(CostKind::ProxyRequest, bytes);
             if tls {
-                work += (self.costs.tls_record_per_byte_ns * bytes as f64) as u64;
+                work += self.costs.tls_record_ns(bytes);
             }
             let denied = self.authorize(caller, callee, call, tls);
             work += self.cost(CostKind::AuthzCheck, 0);
@@ -945,7 +957,19 @@ impl World {
         }
         let n = &mut self.nodes[callee as usize];
         n.counters.requests_served += 1;
+        // One job on the callee's cores: the inbound proxy's work on the request and
+        // on the response it will carry back (bytes both ways, TLS records when
+        // mTLS), then the application's service time and its per-byte handling.
+        let response_bytes = RESPONSE_HEADER_BYTES + n.app.response_bytes;
         work += n.app.service_time.sample(&mut self.rng);
+        work += self.costs.app_bytes_ns(bytes + response_bytes);
+        if self.inbound_proxy() {
+            work += self.costs.proxy_bytes_ns(response_bytes);
+            if tls {
+                work += self.costs.tls_record_ns(response_bytes);
+            }
+        }
+        let n = &mut self.nodes[callee as usize];
         let epoch = n.epoch;
         let tgen = self.reqs.next_tag();
         let task = self.reqs.tasks.insert(Task {
@@ -1096,8 +1120,8 @@ impl World {
         let Some(c) = self.reqs.calls.get(a.call).filter(|c| c.tag == a.call_gen) else {
             return;
         };
-        let caller = c.caller;
-        let new_connection = self.reqs.templates[c.template as usize].new_connection;
+        let (caller, template) = (c.caller, c.template);
+        let new_connection = self.reqs.templates[template as usize].new_connection;
         let n = &mut self.nodes[caller as usize];
         let cluster = &mut n.sidecar.clusters[a.cluster as usize];
         cluster.lb.on_request_end(a.endpoint);
@@ -1115,8 +1139,23 @@ impl World {
             (Some(o), Some(od)) => od.on_response(now, a.endpoint, o),
             _ => Vec::new(),
         };
-        let cost = self.cost(CostKind::OutlierUpdate, 0) + self.cost(CostKind::RetryDecision, 0);
-        let _ = self.charge(caller, cost);
+        // The caller's sidecar handles the response (its bytes, TLS records) and decides
+        // on it. Charged to its cores (later work queues behind it); this response is
+        // not held back for it, a simplification worth well under a microsecond here.
+        let mut cost =
+            self.cost(CostKind::OutlierUpdate, 0) + self.cost(CostKind::RetryDecision, 0);
+        if self.outbound_proxy() && !conn_lost {
+            let response_bytes =
+                RESPONSE_HEADER_BYTES + self.nodes[a.node as usize].app.response_bytes;
+            cost += self.costs.proxy_bytes_ns(response_bytes);
+            if a.tls {
+                let t = self.reqs.templates[template as usize].request_bytes + REQUEST_HEADER_BYTES;
+                cost += self.costs.tls_record_ns(response_bytes + t);
+            }
+        }
+        if self.outbound_proxy() {
+            let _ = self.charge(caller, cost);
+        }
         if !events.is_empty() {
             self.outlier_events(caller, a.cluster, events);
             self.schedule_sweep(caller, a.cluster);

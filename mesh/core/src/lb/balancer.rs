@@ -231,6 +231,26 @@ impl LoadBalancer {
         is_healthy: impl Fn(EndpointId) -> bool,
         rng: &mut impl Rng,
     ) -> Result<Pick, PickError> {
+        self.pick_inner(ctx, Some(&is_healthy), rng)
+    }
+
+    /// [`LoadBalancer::pick`] when every endpoint is in the load-balancing set (no
+    /// outlier detector, or none ejected): the same decision, without asking about
+    /// each endpoint.
+    pub fn pick_all_healthy(
+        &mut self,
+        ctx: &PickContext<'_>,
+        rng: &mut impl Rng,
+    ) -> Result<Pick, PickError> {
+        self.pick_inner(ctx, None::<&fn(EndpointId) -> bool>, rng)
+    }
+
+    fn pick_inner(
+        &mut self,
+        ctx: &PickContext<'_>,
+        is_healthy: Option<&impl Fn(EndpointId) -> bool>,
+        rng: &mut impl Rng,
+    ) -> Result<Pick, PickError> {
         if self.endpoints.is_empty() {
             return Err(PickError::NoEndpoints);
         }
@@ -240,10 +260,10 @@ impl LoadBalancer {
             .levels
             .iter()
             .map(|lv| PriorityHealth {
-                healthy: lv
-                    .iter()
-                    .filter(|&&i| is_healthy(self.endpoints[i].id))
-                    .count() as u32,
+                healthy: match is_healthy {
+                    Some(f) => lv.iter().filter(|&&i| f(self.endpoints[i].id)).count() as u32,
+                    None => lv.len() as u32,
+                },
                 total: lv.len() as u32,
             })
             .collect();
@@ -265,14 +285,8 @@ impl LoadBalancer {
             });
         }
         let all = std::mem::take(&mut self.levels[level]);
-        let picked = self.pick_in_level(
-            level,
-            &all,
-            panic || healthy == total,
-            ctx,
-            &is_healthy,
-            rng,
-        );
+        let healthy_set = is_healthy.filter(|_| !(panic || healthy == total));
+        let picked = self.pick_in_level(level, &all, healthy_set, ctx, rng);
         self.levels[level] = all;
         let (index, candidates, exclusion, detail) = picked;
         Ok(Pick {
@@ -292,29 +306,29 @@ impl LoadBalancer {
         })
     }
 
-    /// Picks among the endpoints `all` of one level: all of them when `use_all`
-    /// (panic mode, or every one healthy), else the healthy ones; then leaves out
+    /// Picks among the endpoints `all` of one level: all of them, or (given
+    /// `healthy_only`) the healthy ones; then leaves out
     /// excluded ones. Returns the index, the candidate count, the exclusion and how
     /// the algorithm chose.
     fn pick_in_level(
         &mut self,
         level: usize,
         all: &[usize],
-        use_all: bool,
+        healthy_only: Option<&impl Fn(EndpointId) -> bool>,
         ctx: &PickContext<'_>,
-        is_healthy: &impl Fn(EndpointId) -> bool,
         rng: &mut impl Rng,
     ) -> (usize, u32, Exclusion, PickDetail) {
-        let healthy_only: Vec<usize>;
-        let candidates: &[usize] = if use_all {
-            all
-        } else {
-            healthy_only = all
-                .iter()
-                .copied()
-                .filter(|&i| is_healthy(self.endpoints[i].id))
-                .collect();
-            &healthy_only
+        let filtered: Vec<usize>;
+        let candidates: &[usize] = match healthy_only {
+            None => all,
+            Some(is_healthy) => {
+                filtered = all
+                    .iter()
+                    .copied()
+                    .filter(|&i| is_healthy(self.endpoints[i].id))
+                    .collect();
+                &filtered
+            }
         };
         let hashing = self.policy.algorithm.hash_policy().is_some();
         let kept: Vec<usize>;

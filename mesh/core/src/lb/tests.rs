@@ -439,3 +439,41 @@ proptest! {
         prop_assert_eq!(run(), run());
     }
 }
+
+/// The fast path for an all-healthy cluster decides exactly as `pick` does.
+#[test]
+fn pick_all_healthy_matches_pick_with_everything_healthy() {
+    let policies = [
+        LbPolicy::new(LbAlgorithm::RoundRobin),
+        LbPolicy::new(LbAlgorithm::Random),
+        LbPolicy::new(LbAlgorithm::least_request()),
+    ];
+    for policy in policies {
+        let endpoints = eps(&[1, 2, 3, 1, 1]);
+        let (mut a, mut b) = (
+            LoadBalancer::new(policy.clone(), &endpoints),
+            LoadBalancer::new(policy, &endpoints),
+        );
+        let (mut ra, mut rb) = (SmallRng::seed_from_u64(9), SmallRng::seed_from_u64(9));
+        let tried: BTreeSet<EndpointId> = [EndpointId(1)].into();
+        for i in 0..500 {
+            let ctx = if i % 3 == 0 {
+                PickContext {
+                    exclude: &tried,
+                    ..PickContext::default()
+                }
+            } else {
+                PickContext::default()
+            };
+            let pa = a.pick(&ctx, all_healthy, &mut ra).unwrap();
+            let pb = b.pick_all_healthy(&ctx, &mut rb).unwrap();
+            assert_eq!(pa, pb);
+            a.on_request_start(pa.endpoint);
+            b.on_request_start(pb.endpoint);
+            if i % 2 == 0 {
+                a.on_request_end(pa.endpoint);
+                b.on_request_end(pb.endpoint);
+            }
+        }
+    }
+}

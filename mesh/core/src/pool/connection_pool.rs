@@ -142,7 +142,10 @@ pub struct ConnectionPool {
     by_endpoint: BTreeMap<EndpointId, BTreeSet<ConnectionId>>,
     /// Attached requests and their connection.
     attached: BTreeMap<RequestId, ConnectionId>,
-    pending: VecDeque<(RequestId, EndpointId)>,
+    pending: Pending,
+    /// Per endpoint, the connections with room for a request now (ready, under the
+    /// per-connection limits): an index kept by [`ConnectionPool::refresh_room`].
+    room: BTreeMap<EndpointId, BTreeSet<ConnectionId>>,
     actions: VecDeque<PoolAction>,
     budget: RetryBudget,
     next_id: u64,
@@ -161,7 +164,8 @@ impl ConnectionPool {
             connections: BTreeMap::new(),
             by_endpoint: BTreeMap::new(),
             attached: BTreeMap::new(),
-            pending: VecDeque::new(),
+            pending: Pending::default(),
+            room: BTreeMap::new(),
             actions: VecDeque::new(),
             next_id: 0,
             stats: PoolStats::default(),
@@ -212,8 +216,9 @@ impl ConnectionPool {
         endpoint: EndpointId,
     ) -> Result<Permit, Overflow> {
         let ready = self
-            .endpoint_connections(endpoint)
-            .find(|&id| self.connections.get(&id).is_some_and(|c| self.has_room(c)));
+            .room
+            .get(&endpoint)
+            .and_then(|set| set.first().copied());
         let disposition = if let Some(connection) = ready {
             self.check_max_requests(now)?;
             let request = self.new_request();
@@ -241,7 +246,7 @@ impl ConnectionPool {
                 });
             }
             let request = self.new_request();
-            self.pending.push_back((request, endpoint));
+            self.pending.push(request, endpoint);
             let cause = self.maybe_connect(endpoint);
             (request, Disposition::Pending { cause })
         };
@@ -267,6 +272,7 @@ impl ConnectionPool {
     pub fn on_connected(&mut self, now: Time, connection: ConnectionId) {
         if let Some(c) = self.connections.get_mut(&connection) {
             c.ready = true;
+            self.refresh_room(connection);
             self.drain_pending(now, connection);
         }
     }
@@ -279,15 +285,10 @@ impl ConnectionPool {
         };
         self.stats.connect_failures += 1;
         let capacity = self.connecting_capacity(c.endpoint);
-        let waiting: Vec<RequestId> = self
-            .pending
-            .iter()
-            .filter(|(_, e)| *e == c.endpoint)
-            .map(|(r, _)| *r)
-            .collect();
+        let waiting: Vec<RequestId> = self.pending.of(c.endpoint).collect();
         let excess = waiting.len().saturating_sub(capacity);
         for request in waiting.into_iter().take(excess) {
-            self.pending.retain(|(r, _)| *r != request);
+            self.pending.remove(request);
             self.budget.on_request_end();
             self.actions.push_back(PoolAction::Fail {
                 request,
@@ -316,8 +317,7 @@ impl ConnectionPool {
     /// in flight). Frees its slot; the connection serves the next pending request, or
     /// closes at `maxRequestsPerConnection`. Unknown or finished requests are ignored.
     pub fn on_request_end(&mut self, now: Time, request: RequestId) {
-        if let Some(i) = self.pending.iter().position(|(r, _)| *r == request) {
-            self.pending.remove(i);
+        if self.pending.remove(request).is_some() {
             self.budget.on_request_end();
             return;
         }
@@ -329,6 +329,10 @@ impl ConnectionPool {
             return;
         };
         c.active -= 1;
+        self.refresh_room(connection);
+        let Some(c) = self.connections.get(&connection) else {
+            return;
+        };
         let per_conn = self.limits.max_requests_per_connection;
         let close = match self.protocol {
             Protocol::Tcp => Some(CloseReason::RequestEnded),
@@ -369,6 +373,23 @@ impl ConnectionPool {
     }
 
     /// Whether a ready connection can take one more request.
+    /// Puts `connection` in (or takes it out of) its endpoint's room index, after a
+    /// change to its readiness or load.
+    fn refresh_room(&mut self, connection: ConnectionId) {
+        let Some(c) = self.connections.get(&connection) else {
+            return;
+        };
+        let (endpoint, room) = (c.endpoint, self.has_room(c));
+        if room {
+            self.room.entry(endpoint).or_default().insert(connection);
+        } else if let Some(set) = self.room.get_mut(&endpoint) {
+            set.remove(&connection);
+            if set.is_empty() {
+                self.room.remove(&endpoint);
+            }
+        }
+    }
+
     /// `endpoint`'s connections, lowest id first.
     fn endpoint_connections(
         &self,
@@ -384,6 +405,12 @@ impl ConnectionPool {
     /// Forgets a connection (and its index entry).
     fn remove_connection(&mut self, connection: ConnectionId) -> Option<Connection> {
         let c = self.connections.remove(&connection)?;
+        if let Some(set) = self.room.get_mut(&c.endpoint) {
+            set.remove(&connection);
+            if set.is_empty() {
+                self.room.remove(&c.endpoint);
+            }
+        }
         if let Some(set) = self.by_endpoint.get_mut(&c.endpoint) {
             set.remove(&connection);
             if set.is_empty() {
@@ -419,7 +446,7 @@ impl ConnectionPool {
     /// limit allows — or if the endpoint has none at all, as Envoy does so requests
     /// cannot starve behind other endpoints' connections.
     fn maybe_connect(&mut self, endpoint: EndpointId) -> PendingCause {
-        let waiting = self.pending.iter().filter(|(_, e)| *e == endpoint).count();
+        let waiting = self.pending.count(endpoint);
         if waiting <= self.connecting_capacity(endpoint) {
             return PendingCause::QueuedBehindConnecting;
         }
@@ -453,11 +480,17 @@ impl ConnectionPool {
     }
 
     fn connect_for_pending(&mut self, endpoint: EndpointId) {
-        if self.pending.iter().any(|(_, e)| *e == endpoint) {
+        if self.pending.count(endpoint) > 0 {
             self.maybe_connect(endpoint);
         }
-        // A freed connection slot may serve another endpoint's waiting requests.
-        let others: Vec<EndpointId> = self.pending.iter().map(|(_, e)| *e).collect();
+        // A freed connection slot may serve another endpoint's waiting requests —
+        // which only wait for a slot when the pool was at `maxConnections`.
+        let was_at_limit =
+            self.connections.len() as u64 + 1 >= u64::from(self.limits.max_connections);
+        if !was_at_limit {
+            return;
+        }
+        let others: Vec<EndpointId> = self.pending.fifo().map(|(_, e)| e).collect();
         for other in others {
             if (self.connections.len() as u64) >= u64::from(self.limits.max_connections) {
                 break;
@@ -473,6 +506,7 @@ impl ConnectionPool {
             .expect("attach to a known connection");
         c.active += 1;
         c.served += 1;
+        self.refresh_room(connection);
         self.attached.insert(request, connection);
     }
 
@@ -486,10 +520,10 @@ impl ConnectionPool {
                 return;
             }
             let endpoint = c.endpoint;
-            let Some(i) = self.pending.iter().position(|(_, e)| *e == endpoint) else {
+            let Some(request) = self.pending.of(endpoint).next() else {
                 return;
             };
-            let (request, _) = self.pending.remove(i).expect("index from position");
+            self.pending.remove(request);
             match self.check_max_requests(now) {
                 Ok(()) => {
                     self.attach(request, connection);
@@ -505,5 +539,59 @@ impl ConnectionPool {
                 }
             }
         }
+    }
+}
+
+// === Pending ===
+
+/// Requests waiting for a connection, in arrival order (request ids increase), with
+/// an index per endpoint so every operation is logarithmic, however long the queue.
+#[derive(Debug, Clone, Default)]
+struct Pending {
+    order: BTreeMap<RequestId, EndpointId>,
+    by_endpoint: BTreeMap<EndpointId, BTreeSet<RequestId>>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn push(&mut self, request: RequestId, endpoint: EndpointId) {
+        self.order.insert(request, endpoint);
+        self.by_endpoint
+            .entry(endpoint)
+            .or_default()
+            .insert(request);
+    }
+
+    /// Removes `request`, returning its endpoint if it was waiting.
+    fn remove(&mut self, request: RequestId) -> Option<EndpointId> {
+        let endpoint = self.order.remove(&request)?;
+        if let Some(set) = self.by_endpoint.get_mut(&endpoint) {
+            set.remove(&request);
+            if set.is_empty() {
+                self.by_endpoint.remove(&endpoint);
+            }
+        }
+        Some(endpoint)
+    }
+
+    /// Requests waiting for `endpoint`, oldest first.
+    fn of(&self, endpoint: EndpointId) -> impl Iterator<Item = RequestId> + '_ {
+        self.by_endpoint
+            .get(&endpoint)
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
+    fn count(&self, endpoint: EndpointId) -> usize {
+        self.by_endpoint.get(&endpoint).map_or(0, BTreeSet::len)
+    }
+
+    /// Every waiting request, oldest first.
+    fn fifo(&self) -> impl Iterator<Item = (RequestId, EndpointId)> + '_ {
+        self.order.iter().map(|(&r, &e)| (r, e))
     }
 }

@@ -132,3 +132,45 @@ fn mesh_1000() {
         r.totals.latency_us.p50, r.totals.latency_us.p99
     );
 }
+
+/// Crashing a caller mid-flight: the requests it served reset at its callers, the
+/// calls it was making are dropped, and the run carries on once the mesh has moved
+/// its traffic elsewhere.
+const CALLER_CRASH: &str = r#"
+apiVersion: meshrig.dev/v1
+kind: Scenario
+metadata: { name: caller-crash }
+spec:
+  duration: 12s
+  topology:
+    zones: [a]
+    services:
+      - name: web
+        instances: [{ zone: a, count: 3 }]
+        app: { serviceTime: { fixed: 2ms }, calls: [{ service: db }, { service: db }] }
+      - name: db
+        instances: [{ zone: a, count: 2 }]
+        app: { serviceTime: { lognormal: { p50: 5ms, p99: 50ms } } }
+  mesh: { mtls: STRICT }
+  workload:
+    - { target: web, rate: { constant: 400/s } }
+  faults:
+    - { at: 3s, kill: { service: web, count: 1 }, for: 4s }
+    - { at: 5s, kill: { service: db, count: 1 } }
+  assertions:
+    - "success_rate(web)[9s..12s] == 100%"
+"#;
+
+#[test]
+fn crashing_a_caller_mid_flight_drops_its_work_and_recovers() {
+    let r = run_text(CALLER_CRASH, None);
+    assert!(r.assertions.iter().all(|a| a.passed), "{:?}", r.assertions);
+    assert_eq!(r.events_total.get("instance_down"), Some(&2));
+    assert_eq!(r.events_total.get("instance_up"), Some(&1));
+    // Requests in flight at the crashed web instance failed; nothing hung.
+    assert!(r.totals.errors_total > 0, "{:?}", r.totals);
+    assert_eq!(
+        r.totals.success_total + r.totals.errors_total,
+        r.totals.requests_total
+    );
+}

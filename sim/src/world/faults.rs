@@ -104,6 +104,7 @@ impl World {
         n.sidecar = super::control::Sidecar::default();
         let name = n.name.clone();
         self.net.set_node_down(node, true);
+        self.drop_requests_of(node);
         self.log("instance_down", &name, "crashed");
     }
 

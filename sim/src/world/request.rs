@@ -139,6 +139,14 @@ impl<T> Default for Slab<T> {
 }
 
 impl<T> Slab<T> {
+    /// Indices of the live items, in index order.
+    fn live(&self) -> impl Iterator<Item = (u32, &T)> + '_ {
+        self.items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| Some((i as u32, t.as_ref()?)))
+    }
+
     fn insert(&mut self, item: T) -> u32 {
         match self.free.pop() {
             Some(i) => {
@@ -887,6 +895,52 @@ impl World {
                 reset: true,
             },
         );
+    }
+
+    /// A crashed instance loses everything in flight: the requests its application
+    /// was serving (their callers see the connection reset) and the calls it was
+    /// making (nobody waits for them any more).
+    pub(crate) fn drop_requests_of(&mut self, node: u32) {
+        let now = self.now();
+        let tasks: Vec<u32> = self
+            .reqs
+            .tasks
+            .live()
+            .filter(|(_, t)| t.node == node)
+            .map(|(i, _)| i)
+            .collect();
+        for i in tasks {
+            let Some(t) = self.reqs.tasks.remove(i) else {
+                continue;
+            };
+            let caller = self
+                .reqs
+                .attempts
+                .get(t.attempt)
+                .filter(|a| a.tag == t.attempt_gen)
+                .and_then(|a| self.reqs.calls.get(a.call))
+                .map(|c| c.caller);
+            if let Some(caller) = caller {
+                self.send_reset(caller, node, t.attempt, t.attempt_gen, now);
+            }
+        }
+        let calls: Vec<u32> = self
+            .reqs
+            .calls
+            .live()
+            .filter(|(_, c)| c.caller == node)
+            .map(|(i, _)| i)
+            .collect();
+        for i in calls {
+            if let Some(c) = self.reqs.calls.remove(i) {
+                if let Some(a) = c.attempt {
+                    self.reqs.attempts.remove(a);
+                }
+                if let Origin::Workload { .. } = c.origin {
+                    self.reqs.in_flight -= 1;
+                }
+            }
+        }
     }
 
     /// Held messages of the link `a`–`b` go out again.

@@ -142,10 +142,14 @@ pub struct ConnectionPool {
     by_endpoint: BTreeMap<EndpointId, BTreeSet<ConnectionId>>,
     /// Attached requests and their connection.
     attached: BTreeMap<RequestId, ConnectionId>,
+    /// The same, per connection (so closing one does not scan every request).
+    attached_to: BTreeMap<ConnectionId, BTreeSet<RequestId>>,
     pending: Pending,
     /// Per endpoint, the connections with room for a request now (ready, under the
     /// per-connection limits): an index kept by [`ConnectionPool::refresh_room`].
     room: BTreeMap<EndpointId, BTreeSet<ConnectionId>>,
+    /// Per endpoint, connections being opened (not ready yet).
+    connecting: BTreeMap<EndpointId, usize>,
     actions: VecDeque<PoolAction>,
     budget: RetryBudget,
     next_id: u64,
@@ -164,8 +168,10 @@ impl ConnectionPool {
             connections: BTreeMap::new(),
             by_endpoint: BTreeMap::new(),
             attached: BTreeMap::new(),
+            attached_to: BTreeMap::new(),
             pending: Pending::default(),
             room: BTreeMap::new(),
+            connecting: BTreeMap::new(),
             actions: VecDeque::new(),
             next_id: 0,
             stats: PoolStats::default(),
@@ -271,7 +277,11 @@ impl ConnectionPool {
     /// requests for its endpoint are dispatched on it.
     pub fn on_connected(&mut self, now: Time, connection: ConnectionId) {
         if let Some(c) = self.connections.get_mut(&connection) {
-            c.ready = true;
+            if !c.ready {
+                let endpoint = c.endpoint;
+                c.ready = true;
+                self.uncount_connecting(endpoint);
+            }
             self.refresh_room(connection);
             self.drain_pending(now, connection);
         }
@@ -305,9 +315,8 @@ impl ConnectionPool {
         let Some(c) = self.remove_connection(connection) else {
             return;
         };
-        let before = self.attached.len();
-        self.attached.retain(|_, conn| *conn != connection);
-        for _ in self.attached.len()..before {
+        for request in self.attached_to.remove(&connection).unwrap_or_default() {
+            self.attached.remove(&request);
             self.budget.on_request_end();
         }
         self.connect_for_pending(c.endpoint);
@@ -324,6 +333,12 @@ impl ConnectionPool {
         let Some(connection) = self.attached.remove(&request) else {
             return;
         };
+        if let Some(set) = self.attached_to.get_mut(&connection) {
+            set.remove(&request);
+            if set.is_empty() {
+                self.attached_to.remove(&connection);
+            }
+        }
         self.budget.on_request_end();
         let Some(c) = self.connections.get_mut(&connection) else {
             return;
@@ -373,6 +388,16 @@ impl ConnectionPool {
     }
 
     /// Whether a ready connection can take one more request.
+    /// One connection of `endpoint` is no longer being opened.
+    fn uncount_connecting(&mut self, endpoint: EndpointId) {
+        if let Some(n) = self.connecting.get_mut(&endpoint) {
+            *n -= 1;
+            if *n == 0 {
+                self.connecting.remove(&endpoint);
+            }
+        }
+    }
+
     /// Puts `connection` in (or takes it out of) its endpoint's room index, after a
     /// change to its readiness or load.
     fn refresh_room(&mut self, connection: ConnectionId) {
@@ -405,6 +430,9 @@ impl ConnectionPool {
     /// Forgets a connection (and its index entry).
     fn remove_connection(&mut self, connection: ConnectionId) -> Option<Connection> {
         let c = self.connections.remove(&connection)?;
+        if !c.ready {
+            self.uncount_connecting(c.endpoint);
+        }
         if let Some(set) = self.room.get_mut(&c.endpoint) {
             set.remove(&connection);
             if set.is_empty() {
@@ -432,10 +460,7 @@ impl ConnectionPool {
 
     /// How many pending requests the connections being opened to `endpoint` will take.
     fn connecting_capacity(&self, endpoint: EndpointId) -> usize {
-        let connecting = self
-            .endpoint_connections(endpoint)
-            .filter(|id| self.connections.get(id).is_some_and(|c| !c.ready))
-            .count();
+        let connecting = self.connecting.get(&endpoint).copied().unwrap_or(0);
         match self.protocol {
             Protocol::Http2 if connecting > 0 => usize::MAX,
             _ => connecting,
@@ -467,6 +492,7 @@ impl ConnectionPool {
             served: 0,
         };
         self.connections.insert(connection, conn);
+        *self.connecting.entry(endpoint).or_default() += 1;
         self.by_endpoint
             .entry(endpoint)
             .or_default()
@@ -508,6 +534,10 @@ impl ConnectionPool {
         c.served += 1;
         self.refresh_room(connection);
         self.attached.insert(request, connection);
+        self.attached_to
+            .entry(connection)
+            .or_default()
+            .insert(request);
     }
 
     /// Dispatches pending requests for `connection`'s endpoint while it has room.

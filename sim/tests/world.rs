@@ -109,30 +109,6 @@ fn outlier_detection_ejects_the_failing_instance() {
     assert!(r.assertions.iter().all(|a| a.passed), "{:?}", r.assertions);
 }
 
-/// Scale check, run by hand: `cargo test --release -p sim --test world mesh_1000 -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn mesh_1000() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../benches/scenarios/mesh-1000.yaml"
-    ))
-    .unwrap();
-    let loaded = scenario::load("mesh-1000.yaml", &text, &mut |p| Err(p.to_owned())).unwrap();
-    let mut opts = sim::SimOptions::new("mesh-1000.yaml");
-    if let Ok(d) = std::env::var("SIM_DURATION_S") {
-        opts.duration_ns = Some(d.parse::<u64>().unwrap() * 1_000_000_000);
-    }
-    let t = std::time::Instant::now();
-    let r = sim::run(&loaded, &opts, &mut |_| {}).unwrap();
-    eprintln!("wall {:?}, {:?}", t.elapsed(), r.sim);
-    eprintln!("{:#?}", r.assertions);
-    eprintln!(
-        "client p50 {} p99 {}",
-        r.totals.latency_us.p50, r.totals.latency_us.p99
-    );
-}
-
 /// Crashing a caller mid-flight: the requests it served reset at its callers, the
 /// calls it was making are dropped, and the run carries on once the mesh has moved
 /// its traffic elsewhere.

@@ -292,7 +292,7 @@ impl World {
         let peak = self.sched.peak_len() as u64;
         let end_time = self.now().as_nanos();
         let workload_names: Vec<String> = (0..sc.workload.len())
-            .map(|i| request::workload_target_name(i))
+            .map(request::workload_target_name)
             .collect();
         let interrupted = self.faults.interrupted;
         let not_applied = self.faults.not_applied.clone();

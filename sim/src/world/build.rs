@@ -403,6 +403,7 @@ impl World {
         }
         for (w, wl) in sc.workload.iter().enumerate() {
             self.reqs.next_arrival_ns.push(wl.start_ns as f64);
+            self.reqs.client_deadlines.push(Default::default());
             match &wl.load {
                 Load::Open(_) => self
                     .sched

@@ -133,8 +133,8 @@ pub(crate) enum Ev {
     },
     /// A per-try or route timeout of a call.
     CallTimer { call: u32, tag: u32 },
-    /// The client's own timeout of a workload request.
-    ClientTimeout { call: u32, tag: u32 },
+    /// The client timeouts of workload entry `w` that are due now.
+    ClientTimeouts { w: u32 },
     /// Outlier-detection sweep of one cluster of one sidecar.
     Sweep { node: u32, cluster: u32, epoch: u32 },
     /// Certificate lifecycle timer of a sidecar.
@@ -194,10 +194,11 @@ impl World {
             if at.as_nanos() > hard_end {
                 break;
             }
+            self.handle(ev);
+            // Past the end, the run only waits for requests still in flight.
             if at.as_nanos() >= self.end_ns && self.reqs.in_flight() == 0 {
                 break;
             }
-            self.handle(ev);
             if self.sched.processed() >= next_check {
                 next_check += CHECK_EVERY;
                 progress(Progress {
@@ -240,7 +241,7 @@ impl World {
                 reset,
             } => self.on_respond(attempt, tag, status, reset),
             Ev::CallTimer { call, tag } => self.on_call_timer(call, tag),
-            Ev::ClientTimeout { call, tag } => self.on_client_timeout(call, tag),
+            Ev::ClientTimeouts { w } => self.on_client_timeouts(w),
             Ev::Sweep {
                 node,
                 cluster,

@@ -128,6 +128,8 @@ struct Connection {
     ready: bool,
     active: u32,
     served: u32,
+    /// The requests on it now (one at a time for HTTP/1.1).
+    requests: Vec<RequestId>,
 }
 
 /// The connection pool and circuit breaker of one cluster. Owns the cluster's
@@ -142,8 +144,7 @@ pub struct ConnectionPool {
     by_endpoint: BTreeMap<EndpointId, BTreeSet<ConnectionId>>,
     /// Attached requests and their connection.
     attached: BTreeMap<RequestId, ConnectionId>,
-    /// The same, per connection (so closing one does not scan every request).
-    attached_to: BTreeMap<ConnectionId, BTreeSet<RequestId>>,
+
     pending: Pending,
     /// Per endpoint, the connections with room for a request now (ready, under the
     /// per-connection limits): an index kept by [`ConnectionPool::refresh_room`].
@@ -168,7 +169,7 @@ impl ConnectionPool {
             connections: BTreeMap::new(),
             by_endpoint: BTreeMap::new(),
             attached: BTreeMap::new(),
-            attached_to: BTreeMap::new(),
+
             pending: Pending::default(),
             room: BTreeMap::new(),
             connecting: BTreeMap::new(),
@@ -315,7 +316,7 @@ impl ConnectionPool {
         let Some(c) = self.remove_connection(connection) else {
             return;
         };
-        for request in self.attached_to.remove(&connection).unwrap_or_default() {
+        for request in c.requests {
             self.attached.remove(&request);
             self.budget.on_request_end();
         }
@@ -333,11 +334,8 @@ impl ConnectionPool {
         let Some(connection) = self.attached.remove(&request) else {
             return;
         };
-        if let Some(set) = self.attached_to.get_mut(&connection) {
-            set.remove(&request);
-            if set.is_empty() {
-                self.attached_to.remove(&connection);
-            }
+        if let Some(c) = self.connections.get_mut(&connection) {
+            c.requests.retain(|r| *r != request);
         }
         self.budget.on_request_end();
         let Some(c) = self.connections.get_mut(&connection) else {
@@ -490,6 +488,7 @@ impl ConnectionPool {
             ready: false,
             active: 0,
             served: 0,
+            requests: Vec::new(),
         };
         self.connections.insert(connection, conn);
         *self.connecting.entry(endpoint).or_default() += 1;
@@ -532,12 +531,9 @@ impl ConnectionPool {
             .expect("attach to a known connection");
         c.active += 1;
         c.served += 1;
+        c.requests.push(request);
         self.refresh_room(connection);
         self.attached.insert(request, connection);
-        self.attached_to
-            .entry(connection)
-            .or_default()
-            .insert(request);
     }
 
     /// Dispatches pending requests for `connection`'s endpoint while it has room.

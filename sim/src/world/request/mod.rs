@@ -192,6 +192,9 @@ pub(crate) struct Requests {
     pub held: Vec<(u32, u32, u64, Ev)>,
     /// Per workload entry: the next intended send time (open loop).
     pub next_arrival_ns: Vec<f64>,
+    /// Per workload entry: client deadlines `(at_ns, call, tag)` in time order
+    /// (finished calls stay until their deadline comes up, then are skipped).
+    pub client_deadlines: Vec<std::collections::VecDeque<(u64, u32, u32)>>,
 }
 
 impl Requests {

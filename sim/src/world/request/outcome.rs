@@ -250,8 +250,21 @@ impl World {
         }
     }
 
+    /// Client deadlines of workload entry `w` that are due: those requests time out.
+    pub(in crate::world) fn on_client_timeouts(&mut self, w: u32) {
+        let now = self.now().as_nanos();
+        while let Some(&(at, call, tag)) = self.reqs.client_deadlines[w as usize].front() {
+            if at > now {
+                self.sched.schedule_at(Time(at), Ev::ClientTimeouts { w });
+                return;
+            }
+            self.reqs.client_deadlines[w as usize].pop_front();
+            self.on_client_timeout(call, tag);
+        }
+    }
+
     /// The load generator stops waiting for a request.
-    pub(in crate::world) fn on_client_timeout(&mut self, call: u32, tag: u32) {
+    pub(super) fn on_client_timeout(&mut self, call: u32, tag: u32) {
         let Some(c) = self.reqs.calls.get_mut(call).filter(|c| c.tag == tag) else {
             return;
         };

@@ -110,9 +110,16 @@ impl World {
             timer_at: None,
         });
         if let Origin::Workload { w, .. } = origin {
-            let timeout = self.faults.workloads[w as usize].timeout_ns;
-            self.sched
-                .schedule_in(timeout, Ev::ClientTimeout { call, tag });
+            // Every request of an entry has the same timeout, so deadlines come in
+            // start order: one queue per entry and one pending event at its head,
+            // instead of an event per request in the scheduler's heap.
+            let deadline = now.as_nanos() + self.faults.workloads[w as usize].timeout_ns;
+            let queue = &mut self.reqs.client_deadlines[w as usize];
+            if queue.is_empty() {
+                self.sched
+                    .schedule_at(Time(deadline), Ev::ClientTimeouts { w });
+            }
+            queue.push_back((deadline, call, tag));
         }
         let at = if work > 0 {
             self.charge(caller, work)

@@ -55,6 +55,13 @@ impl Faults {
         }
     }
 
+    /// Records, once, something the simulator does not model.
+    pub fn note_not_applied(&mut self, message: String) {
+        if !self.not_applied.contains(&message) {
+            self.not_applied.push(message);
+        }
+    }
+
     pub fn zone_down(&self, zone: usize) -> bool {
         self.zones_down.get(zone).copied().unwrap_or(false)
     }
@@ -282,8 +289,6 @@ impl World {
             "fault at line {line}: {what} between services is not modelled by the simulator \
              (only between zones): not applied"
         );
-        if !self.faults.not_applied.contains(&msg) {
-            self.faults.not_applied.push(msg);
-        }
+        self.faults.note_not_applied(msg);
     }
 }

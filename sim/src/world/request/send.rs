@@ -168,6 +168,21 @@ impl World {
                 abort: None,
             },
             RouteOutcome::Forward(f) => {
+                if !f.mirrors.is_empty() {
+                    self.faults.note_not_applied(format!(
+                        "mirroring ({} from {}) is not simulated: shadow requests are not sent",
+                        f.mirrors
+                            .iter()
+                            .map(|m| m.host.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        decision
+                            .trace
+                            .virtual_service
+                            .as_deref()
+                            .unwrap_or("a VirtualService"),
+                    ));
+                }
                 let d = f.destination();
                 Plan {
                     host: d.host.clone(),

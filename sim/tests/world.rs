@@ -150,3 +150,51 @@ fn crashing_a_caller_mid_flight_drops_its_work_and_recovers() {
         r.totals.requests_total
     );
 }
+
+/// Clock skew matters for certificates: a sidecar whose clock runs an hour ahead sees
+/// every peer certificate (1 h TTL) as expired, so new mTLS connections to and from it
+/// fail, visibly, until the skew is undone (retries are off: Istio's default retry on
+/// connect-failure would move the request to the other instance and hide it).
+const CLOCK_SKEW: &str = r#"
+apiVersion: meshrig.dev/v1
+kind: Scenario
+metadata: { name: clock-skew }
+spec:
+  duration: 9s
+  topology:
+    zones: [a]
+    services:
+      - name: web
+        instances: [{ zone: a, count: 2 }]
+  mesh:
+    mtls: STRICT
+    ca: { certTtl: 1h }
+    config:
+      - inline: |
+          apiVersion: networking.istio.io/v1
+          kind: VirtualService
+          metadata: { name: web }
+          spec:
+            hosts: [web]
+            http: [{ route: [{ destination: { host: web } }], retries: { attempts: 0 } }]
+  workload:
+    - { target: web, rate: { constant: 100/s }, newConnectionPerRequest: true }
+  faults:
+    - { at: 3s, clockSkew: { service: web, count: 1, offset: 2h }, for: 3s }
+  assertions:
+    - "success_rate(web)[0s..3s] == 100%"
+    - "success_rate(web)[3s..6s] < 100%"
+    - "success_rate(web)[6500ms..9s] == 100%"
+"#;
+
+#[test]
+fn clock_skew_makes_certificates_fail_validation() {
+    let r = run_text(CLOCK_SKEW, None);
+    assert!(r.assertions.iter().all(|a| a.passed), "{:#?}", r.assertions);
+    let failed = r
+        .events
+        .iter()
+        .find(|e| e.kind == "mtls_handshake_failed")
+        .expect("a failed handshake is logged");
+    assert!(failed.detail.contains("expired"), "{failed:?}");
+}

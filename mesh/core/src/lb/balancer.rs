@@ -122,7 +122,7 @@ pub enum PickError {
 pub struct LoadBalancer {
     policy: LbPolicy,
     endpoints: Vec<Endpoint>,
-    by_id: BTreeMap<EndpointId, usize>,
+    by_id: EndpointIndex,
     /// Endpoint indices per priority level.
     levels: Vec<Vec<usize>>,
     /// Smooth weighted round robin: current weight per endpoint.
@@ -144,7 +144,7 @@ impl LoadBalancer {
         let mut lb = LoadBalancer {
             policy,
             endpoints: Vec::new(),
-            by_id: BTreeMap::new(),
+            by_id: EndpointIndex::default(),
             levels: Vec::new(),
             rr_current: Vec::new(),
             active: Vec::new(),
@@ -169,16 +169,13 @@ impl LoadBalancer {
     /// id; round-robin positions and hash tables start afresh.
     pub fn update_endpoints(&mut self, endpoints: &[Endpoint]) {
         let old: BTreeMap<EndpointId, u32> = self
-            .by_id
+            .endpoints
             .iter()
-            .map(|(&id, &i)| (id, self.active[i]))
+            .zip(&self.active)
+            .map(|(e, &a)| (e.id, a))
             .collect();
         self.endpoints = endpoints.to_vec();
-        self.by_id = endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.id, i))
-            .collect();
+        self.by_id = EndpointIndex::new(endpoints);
         let n_levels = if self.policy.locality_failover.is_some() {
             PRIORITY_LEVELS
         } else {
@@ -205,21 +202,21 @@ impl LoadBalancer {
 
     /// Call when a request is sent to `endpoint` (least-request bookkeeping).
     pub fn on_request_start(&mut self, endpoint: EndpointId) {
-        if let Some(&i) = self.by_id.get(&endpoint) {
+        if let Some(i) = self.by_id.get(endpoint) {
             self.active[i] += 1;
         }
     }
 
     /// Call when a request to `endpoint` ends, however it ends.
     pub fn on_request_end(&mut self, endpoint: EndpointId) {
-        if let Some(&i) = self.by_id.get(&endpoint) {
+        if let Some(i) = self.by_id.get(endpoint) {
             self.active[i] = self.active[i].saturating_sub(1);
         }
     }
 
     /// Active requests to `endpoint`, as counted by this load balancer.
     pub fn active_requests(&self, endpoint: EndpointId) -> u32 {
-        self.by_id.get(&endpoint).map_or(0, |&i| self.active[i])
+        self.by_id.get(endpoint).map_or(0, |i| self.active[i])
     }
 
     /// Call for every try, before acquiring a pool permit: chooses the endpoint.
@@ -524,6 +521,55 @@ fn choose_level(loads: &[u32], rng: &mut impl Rng) -> usize {
                 r -= loads[i];
             }
             *busy.last().expect("busy is not empty")
+        }
+    }
+}
+
+// === EndpointIndex ===
+
+/// Endpoint id → position in the balancer's list. Ids are dense per service (0, 1, ...),
+/// so a vector indexed by id is the common case (one load per request start and end);
+/// sparse ids fall back to a map.
+#[derive(Debug, Clone, Default)]
+enum EndpointIndex {
+    #[default]
+    Empty,
+    /// `slots[id]` is the position, or `u32::MAX` for an id not in the list.
+    Dense(Vec<u32>),
+    Sparse(BTreeMap<EndpointId, usize>),
+}
+
+impl EndpointIndex {
+    fn new(endpoints: &[Endpoint]) -> Self {
+        let Some(max) = endpoints.iter().map(|e| e.id.0 as usize).max() else {
+            return EndpointIndex::Empty;
+        };
+        if max <= 4 * endpoints.len() + 64 {
+            let mut slots = vec![u32::MAX; max + 1];
+            for (i, e) in endpoints.iter().enumerate() {
+                slots[e.id.0 as usize] = i as u32;
+            }
+            EndpointIndex::Dense(slots)
+        } else {
+            EndpointIndex::Sparse(
+                endpoints
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (e.id, i))
+                    .collect(),
+            )
+        }
+    }
+
+    fn get(&self, id: EndpointId) -> Option<usize> {
+        match self {
+            EndpointIndex::Empty => None,
+            EndpointIndex::Dense(slots) => slots
+                .get(id.0 as usize)
+                .copied()
+                .filter(|&i| i != u32::MAX)
+                .map(|i| i as usize),
+            EndpointIndex::Sparse(map) => map.get(&id).copied(),
         }
     }
 }

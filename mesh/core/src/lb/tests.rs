@@ -477,3 +477,26 @@ fn pick_all_healthy_matches_pick_with_everything_healthy() {
         }
     }
 }
+
+/// Request counting finds endpoints whether their ids are dense (the usual case) or
+/// sparse.
+#[test]
+fn active_requests_are_kept_for_dense_and_sparse_ids() {
+    for ids in [[0u32, 1, 2], [7, 1_000_000, 3]] {
+        let endpoints: Vec<Endpoint> = ids
+            .iter()
+            .map(|&id| Endpoint {
+                id: EndpointId(id),
+                ..ep(0, 1, "")
+            })
+            .collect();
+        let mut lb = LoadBalancer::new(LbPolicy::default(), &endpoints);
+        lb.on_request_start(EndpointId(ids[1]));
+        lb.on_request_start(EndpointId(ids[1]));
+        lb.on_request_end(EndpointId(ids[1]));
+        lb.on_request_start(EndpointId(99));
+        assert_eq!(lb.active_requests(EndpointId(ids[1])), 1);
+        assert_eq!(lb.active_requests(EndpointId(ids[0])), 0);
+        assert_eq!(lb.active_requests(EndpointId(99)), 0);
+    }
+}

@@ -125,6 +125,7 @@ spec:
         instances: [{ zone: a, count: 3 }]
         app: { serviceTime: { fixed: 2ms }, calls: [{ service: db }, { service: db }] }
       - name: db
+        cores: 8
         instances: [{ zone: a, count: 2 }]
         app: { serviceTime: { lognormal: { p50: 5ms, p99: 50ms } } }
   mesh: { mtls: STRICT }

@@ -2,6 +2,8 @@
 //! control-plane outages, config changes, clock skew and app behaviour changes. Each
 //! fault with `for` is undone when it elapses.
 
+mod service_links;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use scenario::{FaultKind, Selector};
 
 use super::World;
 use super::build::AppModel;
+use service_links::{Effect, ServiceLinks};
 
 /// Faults in force and what undoing them needs.
 #[derive(Debug)]
@@ -24,6 +27,8 @@ pub(crate) struct Faults {
     saved_apps: BTreeMap<usize, Vec<(u32, AppModel)>>,
     zones_down: Vec<bool>,
     zone_index: BTreeMap<String, u32>,
+    /// Network faults between two services in force.
+    links: ServiceLinks,
     pub interrupted: bool,
     pub not_applied: Vec<String>,
     pub warnings: Vec<String>,
@@ -49,6 +54,7 @@ impl Faults {
                 .enumerate()
                 .map(|(i, z)| (z.name.clone(), i as u32))
                 .collect(),
+            links: ServiceLinks::default(),
             interrupted: false,
             not_applied: Vec::new(),
             warnings: Vec::new(),
@@ -188,33 +194,47 @@ impl World {
             (FaultKind::Partition { a, b, one_way }, start) => match self.faults.zones(a, b) {
                 Some((za, zb)) if start => self.net.partition(za, zb, *one_way),
                 Some((za, zb)) => self.net.heal(za, zb),
-                None => self.zone_only(i, "partition"),
+                None => {
+                    let one_way = *one_way;
+                    self.between_services(i, a, b, start.then_some(Effect::Partition { one_way }));
+                }
             },
             (FaultKind::LinkLatency { a, b, latency }, start) => match self.faults.zones(a, b) {
                 Some((za, zb)) => {
                     let d = start.then(|| super::build::dist(latency));
                     self.net.set_link_latency(za, zb, d);
                 }
-                None => self.zone_only(i, "linkLatency"),
-            },
-            (FaultKind::LinkLoss { a, b, loss }, start) => match self.faults.zones(a, b) {
-                Some((za, zb)) => {
-                    if let Err(e) = self.net.set_link_loss(za, zb, start.then_some(*loss)) {
-                        self.faults
-                            .warnings
-                            .push(format!("fault at line {}: {e}", fault.line));
-                    }
+                None => {
+                    let effect = start.then(|| Effect::Latency(super::build::dist(latency)));
+                    self.between_services(i, a, b, effect);
                 }
-                None => self.zone_only(i, "linkLoss"),
             },
-            (FaultKind::Hold { a, b }, start) => match self.faults.zones(a, b) {
-                Some((za, zb)) if start => self.net.hold(za, zb),
-                Some((za, zb)) => {
-                    self.net.release(za, zb);
+            (FaultKind::LinkLoss { a, b, loss }, start) => {
+                if start && !(0.0..=1.0).contains(loss) {
+                    let e = crate::net::NetError::BadLoss(*loss);
+                    self.faults
+                        .warnings
+                        .push(format!("fault at line {}: {e}", fault.line));
+                    return;
+                }
+                match self.faults.zones(a, b) {
+                    Some((za, zb)) => {
+                        // Checked above: the loss is a probability.
+                        let _ = self.net.set_link_loss(za, zb, start.then_some(*loss));
+                    }
+                    None => self.between_services(i, a, b, start.then_some(Effect::Loss(*loss))),
+                }
+            }
+            (FaultKind::Hold { a, b }, start) => {
+                match self.faults.zones(a, b) {
+                    Some((za, zb)) if start => self.net.hold(za, zb),
+                    Some((za, zb)) => self.net.release(za, zb),
+                    None => self.between_services(i, a, b, start.then_some(Effect::Hold)),
+                }
+                if !start {
                     self.release_held();
                 }
-                None => self.zone_only(i, "hold"),
-            },
+            }
             (FaultKind::CaOutage, up) => self.ca.up = !up,
             (FaultKind::ControlPlaneOutage, down) => {
                 self.control.up = !down;
@@ -283,12 +303,30 @@ impl World {
         }
     }
 
-    fn zone_only(&mut self, i: usize, what: &str) {
-        let line = self.faults.list[i].line;
-        let msg = format!(
-            "fault at line {line}: {what} between services is not modelled by the simulator \
-             (only between zones): not applied"
-        );
-        self.faults.note_not_applied(msg);
+    /// Starts (`Some`) or undoes (`None`) fault `i` between services `a` and `b`.
+    fn between_services(&mut self, i: usize, a: &str, b: &str, effect: Option<Effect>) {
+        let index = |name: &str| self.topo.service_names.iter().position(|s| s == name);
+        let (Some(sa), Some(sb)) = (index(a), index(b)) else {
+            // Validation refuses names that are neither two zones nor two services.
+            let line = self.faults.list[i].line;
+            self.faults.note_not_applied(format!(
+                "fault at line {line}: `{a}` and `{b}` are not two zones or two services: not applied"
+            ));
+            return;
+        };
+        match effect {
+            Some(effect) => {
+                // Its end is known now: `FaultEnd` is scheduled only before the end of
+                // the run (connection attempts caught by it need the time).
+                let f = &self.faults.list[i];
+                let until = f
+                    .for_ns
+                    .map(|d| f.at_ns.saturating_add(d))
+                    .filter(|&end| end < self.end_ns)
+                    .map(mesh_core::Time);
+                self.faults.links.start(i, sa, sb, effect, until);
+            }
+            None => self.faults.links.end(i),
+        }
     }
 }

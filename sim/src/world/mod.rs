@@ -120,6 +120,16 @@ pub(crate) enum Ev {
         epoch: u32,
         fail: Option<request::ConnFail>,
     },
+    /// A TLS handshake flight of a new connection reached the server (`server`) or,
+    /// with the server's answer, the client.
+    Handshake {
+        node: u32,
+        cluster: u32,
+        conn: u64,
+        epoch: u32,
+        callee: u32,
+        server: bool,
+    },
     /// A request reached the callee's inbound side.
     Arrive { attempt: u32, tag: u32 },
     /// The callee's application finished its compute step.
@@ -232,6 +242,14 @@ impl World {
                 epoch,
                 fail,
             } => self.on_connected(node, cluster, conn, epoch, fail),
+            Ev::Handshake {
+                node,
+                cluster,
+                conn,
+                epoch,
+                callee,
+                server,
+            } => self.on_handshake(node, cluster, conn, epoch, callee, server),
             Ev::Arrive { attempt, tag } => self.on_arrive(attempt, tag),
             Ev::AppDone { task, tag } => self.on_app_done(task, tag),
             Ev::Respond {

@@ -184,6 +184,15 @@ impl ConnectionPool {
         &self.limits
     }
 
+    /// New limits from a config change, applied from the next admission on (as
+    /// Envoy's circuit breakers take a cluster update): requests in flight and
+    /// connections open stay; the retry budget gets the new limit and keeps its
+    /// counts.
+    pub fn set_limits(&mut self, limits: ConnectionPoolLimits) {
+        self.budget.set_limit(limits.retry_limit);
+        self.limits = limits;
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> PoolStats {
         self.stats

@@ -310,3 +310,28 @@ proptest! {
         }
     }
 }
+
+/// A config change raises `maxPendingRequests`: the next admission uses the new limit,
+/// requests already admitted stay.
+#[test]
+fn new_limits_apply_from_the_next_admission() {
+    let limits = ConnectionPoolLimits {
+        max_connections: 1,
+        max_pending_requests: 1,
+        ..ConnectionPoolLimits::default()
+    };
+    let mut pool = ConnectionPool::new(limits, Protocol::Http1);
+    let e = EndpointId(0);
+    assert!(pool.try_acquire_request(Time::ZERO, e).is_ok());
+    assert!(
+        pool.try_acquire_request(Time::ZERO, e).is_err(),
+        "second pending request overflows"
+    );
+    pool.set_limits(ConnectionPoolLimits {
+        max_pending_requests: 10,
+        ..limits
+    });
+    assert!(pool.try_acquire_request(Time::ZERO, e).is_ok());
+    assert_eq!(pool.pending_requests(), 2);
+    assert_eq!(pool.limits().max_pending_requests, 10);
+}

@@ -99,6 +99,11 @@ impl RetryBudget {
         }
     }
 
+    /// A new limit (config change); the counts of active requests and retries stay.
+    pub fn set_limit(&mut self, limit: RetryLimit) {
+        self.limit = limit;
+    }
+
     /// The configured limit.
     pub fn limit(&self) -> RetryLimit {
         self.limit

@@ -63,8 +63,17 @@ pub(crate) enum ConnFail {
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Origin {
-    Workload { w: u32, user: Option<u32> },
-    Task { task: u32, tag: u32 },
+    Workload {
+        w: u32,
+        user: Option<u32>,
+    },
+    Task {
+        task: u32,
+        tag: u32,
+    },
+    /// A shadow copy sent by the caller's sidecar for a route's `mirror`: nobody
+    /// waits for it (see [`mirror`]).
+    Mirror,
 }
 
 /// What the route decision said to do with a call.
@@ -76,6 +85,8 @@ struct Plan {
     timeout: Option<Duration>,
     delay: Option<Duration>,
     abort: Option<u16>,
+    /// Mirror destinations `(host, subset)` this call is copied to on its first try.
+    mirrors: Vec<(String, Option<String>)>,
 }
 
 /// A call answered by the sidecar itself: the status (or none) and an error kind
@@ -190,6 +201,8 @@ pub(crate) struct Requests {
     in_flight: u64,
     /// Messages on a held link: (from, to, bytes, event to schedule on delivery).
     pub held: Vec<(u32, u32, u64, Ev)>,
+    /// Templates of shadow requests, by (original template, mirror service).
+    mirror_templates: BTreeMap<(u32, usize), u32>,
     /// Per workload entry: the next intended send time (open loop).
     pub next_arrival_ns: Vec<f64>,
     /// Per workload entry: client deadlines `(at_ns, call, tag)` in time order
@@ -251,6 +264,7 @@ fn ns(d: u64) -> Duration {
 
 // === impl World: requests ===
 
+mod mirror;
 mod outcome;
 mod send;
 mod serve;
@@ -259,10 +273,11 @@ mod wire;
 // === impl World: shared helpers ===
 
 impl World {
-    /// One-way latency sample from `a` to `b` (half a round trip).
-    fn one_way(&mut self, a: u32, b: u32) -> u64 {
+    /// One-way latency sample from `a` to `b` (half a round trip), plus the
+    /// `linkLatency` of a fault between their services.
+    pub(in crate::world) fn one_way(&mut self, a: u32, b: u32) -> u64 {
         let now = self.now();
-        self.net.rtt_sample(now, a, b, &mut self.rng) / 2
+        self.net.rtt_sample(now, a, b, &mut self.rng) / 2 + self.service_link_latency(a, b)
     }
 
     fn charge(&mut self, node: u32, work_ns: u64) -> Time {

@@ -322,6 +322,8 @@ impl World {
                 }
             }
             Origin::Task { task, tag } => self.on_child_done(task, tag, ok),
+            // A shadow's response is discarded: it was recorded above, and that is all.
+            Origin::Mirror => {}
         }
     }
 }

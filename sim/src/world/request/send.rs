@@ -92,6 +92,7 @@ impl World {
                 timeout: None,
                 delay: None,
                 abort: None,
+                mirrors: Vec::new(),
             };
             (Some(plan), None, 0)
         };
@@ -166,23 +167,9 @@ impl World {
                 timeout: None,
                 delay: None,
                 abort: None,
+                mirrors: Vec::new(),
             },
             RouteOutcome::Forward(f) => {
-                if !f.mirrors.is_empty() {
-                    self.faults.note_not_applied(format!(
-                        "mirroring ({} from {}) is not simulated: shadow requests are not sent",
-                        f.mirrors
-                            .iter()
-                            .map(|m| m.host.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        decision
-                            .trace
-                            .virtual_service
-                            .as_deref()
-                            .unwrap_or("a VirtualService"),
-                    ));
-                }
                 let d = f.destination();
                 Plan {
                     host: d.host.clone(),
@@ -191,6 +178,12 @@ impl World {
                     timeout: f.timeout,
                     delay: f.delay,
                     abort: f.abort,
+                    // mesh-core has drawn the mirror percentages already.
+                    mirrors: f
+                        .mirrors
+                        .iter()
+                        .map(|m| (m.host.clone(), m.subset.clone()))
+                        .collect(),
                 }
             }
             RouteOutcome::Redirect(_) => return (None, Some((Some(301), "")), work),
@@ -240,12 +233,22 @@ impl World {
             self.finish_call(call, Some(status), None, 0);
             return;
         }
-        let caller = c.caller;
+        let (caller, template) = (c.caller, c.template);
+        let mut mirrors = Vec::new();
         if c.retry.is_none() {
             // The policy moves into the retry state machine on the first try.
             let policy = std::mem::replace(&mut plan.retry, RetryPolicy::disabled());
             c.retry = Some(RetryState::start(policy, now, plan.timeout));
+            // Envoy shadows a request once, when its router first forwards it: after
+            // an injected delay, never after an abort, never again on a retry.
+            mirrors = std::mem::take(&mut plan.mirrors);
         }
+        let route_timeout = plan.timeout;
+        for (host, subset) in mirrors {
+            self.send_mirror(caller, template, host, subset, route_timeout);
+        }
+        let c = self.reqs.calls.get_mut(call).expect("checked above");
+        let plan = c.plan.as_mut().expect("routed calls have a plan");
         let cl = match c.cluster {
             Some(cl) => cl,
             None => {

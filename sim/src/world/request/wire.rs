@@ -33,10 +33,12 @@ impl World {
                 },
             );
         let _ = self.charge(node, self.costs.tcp_connect_ns);
-        let syn = self.net.transit(now, node, callee, 64, &mut self.rng);
-        let (fail, mut at) = match syn {
+        // SYN and SYN-ACK (faults between the two services apply to them too).
+        let deadline = now + ns(CONNECT_TIMEOUT_NS);
+        let syn = self.setup_transit(now, node, callee, deadline);
+        let (fail, at) = match syn {
             crate::net::Transit::Deliver(t1) if self.nodes[callee as usize].up => {
-                match self.net.transit(t1, callee, node, 64, &mut self.rng) {
+                match self.setup_transit(t1, callee, node, deadline) {
                     crate::net::Transit::Deliver(t2) => (None, t2),
                     _ => (Some(ConnFail::Timeout), now + ns(CONNECT_TIMEOUT_NS)),
                 }
@@ -57,27 +59,23 @@ impl World {
                 Ok(false) => {}
                 Ok(true) => {
                     // ClientHello → server (handshake CPU) → client (handshake CPU).
+                    // Each side's CPU is charged when the flight reaches it, as an
+                    // event: submitted ahead of time, it would hold a core idle until
+                    // then and delay everything else queued on that instance.
                     let one_way = self.one_way(node, callee);
-                    let server_cpu = self.cost(
-                        CostKind::TlsHandshake {
-                            role: TlsRole::Server,
-                        },
-                        0,
-                    );
-                    let client_cpu = self.cost(
-                        CostKind::TlsHandshake {
-                            role: TlsRole::Client,
-                        },
-                        0,
-                    );
-                    let t_server = self.nodes[callee as usize]
-                        .cpu
-                        .submit(at + ns(one_way), server_cpu);
-                    let back = self.one_way(callee, node);
-                    at = self.nodes[node as usize]
-                        .cpu
-                        .submit(t_server + ns(back), client_cpu);
                     self.metrics.count_event("tls_handshake");
+                    self.sched.schedule_at(
+                        at + ns(one_way),
+                        Ev::Handshake {
+                            node,
+                            cluster: cl,
+                            conn: conn.0,
+                            epoch: caller_epoch,
+                            callee,
+                            server: true,
+                        },
+                    );
+                    return;
                 }
                 Err(why) => {
                     let name = self.nodes[node as usize].name.clone();
@@ -112,6 +110,61 @@ impl World {
                 fail,
             },
         );
+    }
+
+    /// A TLS 1.3 handshake flight reaches the server (`server`: it answers after its
+    /// handshake CPU) or the client (its handshake CPU, then the connection is ready).
+    pub(in crate::world) fn on_handshake(
+        &mut self,
+        node: u32,
+        cl: u32,
+        conn: u64,
+        epoch: u32,
+        callee: u32,
+        server: bool,
+    ) {
+        if self.nodes[node as usize].epoch != epoch {
+            return; // the caller crashed: nobody waits for this connection
+        }
+        if server {
+            let cpu = self.cost(
+                CostKind::TlsHandshake {
+                    role: TlsRole::Server,
+                },
+                0,
+            );
+            let done = self.charge(callee, cpu);
+            let back = self.one_way(callee, node);
+            self.sched.schedule_at(
+                done + ns(back),
+                Ev::Handshake {
+                    node,
+                    cluster: cl,
+                    conn,
+                    epoch,
+                    callee,
+                    server: false,
+                },
+            );
+        } else {
+            let cpu = self.cost(
+                CostKind::TlsHandshake {
+                    role: TlsRole::Client,
+                },
+                0,
+            );
+            let done = self.charge(node, cpu);
+            self.sched.schedule_at(
+                done,
+                Ev::Connected {
+                    node,
+                    cluster: cl,
+                    conn,
+                    epoch,
+                    fail: None,
+                },
+            );
+        }
     }
 
     /// Whether a connection from `node` to `callee` uses mTLS (`Ok(true)`), plaintext
@@ -218,10 +271,11 @@ impl World {
         self.send(caller, callee, bytes, ev, attempt, tag);
     }
 
-    /// Puts a message on the network; a lost connection comes back as a reset.
+    /// Puts a message on the network (zone links and faults between services); a
+    /// lost connection comes back as a reset.
     pub(super) fn send(&mut self, from: u32, to: u32, bytes: u64, ev: Ev, attempt: u32, tag: u32) {
         let now = self.now();
-        match self.net.transit(now, from, to, bytes, &mut self.rng) {
+        match self.transit(now, from, to, bytes) {
             crate::net::Transit::Deliver(at) => self.sched.schedule_at(at, ev),
             crate::net::Transit::Held => self.reqs.held.push((from, to, bytes, ev)),
             crate::net::Transit::Reset { at } | crate::net::Transit::Unreachable { at } => {
@@ -258,12 +312,13 @@ impl World {
         );
     }
 
-    /// Held messages of the link `a`–`b` go out again.
+    /// Held messages go out again (after a hold between zones or services ends).
     pub(crate) fn release_held(&mut self) {
         let held = std::mem::take(&mut self.reqs.held);
         let now = self.now();
         for (from, to, bytes, ev) in held {
-            match self.net.transit(now, from, to, bytes, &mut self.rng) {
+            // Still held (another hold of the zones or services) → held again.
+            match self.transit(now, from, to, bytes) {
                 crate::net::Transit::Deliver(at) => self.sched.schedule_at(at, ev),
                 crate::net::Transit::Held => self.reqs.held.push((from, to, bytes, ev)),
                 crate::net::Transit::Reset { at } | crate::net::Transit::Unreachable { at } => {

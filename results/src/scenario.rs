@@ -55,6 +55,10 @@ pub struct ScenarioResult {
     pub events: Vec<Event>,
     /// Events counted in `events_total` but not kept in `events`.
     pub events_dropped: u64,
+    /// The same, per kind: kinds logged only up to a cap, and kinds only counted.
+    /// A windowed `events(kind)[a..b]` assertion needs this to be 0 for its kind.
+    #[serde(default)]
+    pub events_unlogged: BTreeMap<String, u64>,
     /// Per instance: where it ran and what its inbound side served.
     pub instances: Vec<InstanceStats>,
     /// The verdict of every assertion, in scenario order.

@@ -35,7 +35,8 @@ pub fn windows_needed(assertions: &[Assertion]) -> Vec<(String, u64, u64)> {
             out.push((e.target.key(), w.from_ns, w.to_ns));
         } else if let (Func::Share, Target::Version { service, .. }) = (e.func, &e.target) {
             out.push((e.target.key(), w.from_ns, w.to_ns));
-            out.push((service.clone(), w.from_ns, w.to_ns));
+            // The denominator: every version of the service (`service:*`).
+            out.push((format!("{service}:*"), w.from_ns, w.to_ns));
         }
     }
     out.sort();
@@ -94,6 +95,20 @@ fn window_label(w: Option<Window>) -> String {
 
 /// The stats of `target` (over `window` when given). `Ok(None)`: the target saw no
 /// traffic (it is missing from the result). `Err`: a window was not recorded.
+/// The recorded window of `key` over `window`, if the driver recorded it.
+fn window_stats<'r>(
+    result: &'r ScenarioResult,
+    key: &str,
+    window: Option<Window>,
+) -> Option<&'r TrafficStats> {
+    let w = window?;
+    result
+        .windows
+        .iter()
+        .find(|s| s.target == key && s.from_ns == w.from_ns && s.to_ns == w.to_ns)
+        .map(|s| &s.stats)
+}
+
 fn stats<'r>(
     result: &'r ScenarioResult,
     target: &Target,
@@ -159,11 +174,10 @@ fn measure(e: &AssertExpr, result: &ScenarioResult) -> Result<f64, String> {
             let (part, whole) = match e.window {
                 Some(_) => {
                     let part = stats(result, &e.target, e.window)?.map_or(0, |s| s.attempts_total);
-                    let svc = Target::Service(service.clone());
-                    (
-                        part,
-                        stats(result, &svc, e.window)?.map_or(0, |s| s.attempts_total),
-                    )
+                    let key = format!("{service}:*");
+                    let whole =
+                        window_stats(result, &key, e.window).map_or(0, |s| s.attempts_total);
+                    (part, whole)
                 }
                 None => {
                     let prefix = format!("{service}:");
@@ -209,9 +223,10 @@ fn measure(e: &AssertExpr, result: &ScenarioResult) -> Result<f64, String> {
         }
         (Func::Events, Target::EventKind(kind)) => match e.window {
             None => Ok(result.events_total.get(kind).copied().unwrap_or(0) as f64),
-            Some(_) if result.events_dropped > 0 => Err(format!(
-                "the event log was capped ({} events dropped), so events in a window cannot be counted exactly",
-                result.events_dropped
+            Some(_) if result.events_unlogged.get(kind).is_some_and(|&n| n > 0) => Err(format!(
+                "`{kind}` events are not all in the log ({} only counted: the kind is counted \
+                 without logging, or its log was capped), so they cannot be counted in a window",
+                result.events_unlogged[kind]
             )),
             Some(w) => Ok(result
                 .events

@@ -226,6 +226,7 @@ fn result() -> ScenarioResult {
         events_total: BTreeMap::from([("ejection".into(), 3)]),
         events: Vec::new(),
         events_dropped: 0,
+        events_unlogged: BTreeMap::new(),
         instances: vec![
             instance("reviews", "v1", 0),
             instance("reviews", "v2", 2),
@@ -352,7 +353,7 @@ fn windows_needed_is_deduplicated_and_sorted_and_timing_is_latency() {
         windows_needed(&list),
         [
             ("frontend".to_owned(), 5 * s, 10 * s),
-            ("reviews".to_owned(), 0, 5 * s),
+            ("reviews:*".to_owned(), 0, 5 * s),
             ("reviews:v2".to_owned(), 0, 5 * s),
         ]
     );

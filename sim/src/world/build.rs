@@ -94,6 +94,8 @@ pub(crate) struct Topo {
     /// `service:version` per (service, version).
     pub version_names: Vec<Vec<String>>,
     pub zone_names: Vec<String>,
+    /// The region of each zone.
+    pub zone_regions: Vec<String>,
     /// Per workload entry: its load-generator node.
     pub workload_nodes: Vec<u32>,
     pub mesh: bool,
@@ -338,6 +340,7 @@ impl World {
                 })
                 .collect(),
             zone_names: sc.topology.zones.iter().map(|z| z.name.clone()).collect(),
+            zone_regions: sc.topology.zones.iter().map(|z| z.region.clone()).collect(),
             workload_nodes,
             mesh,
             proxies_per_hop: sc.mesh.proxies_per_hop,

@@ -163,16 +163,27 @@ impl World {
     /// Gives `node` the current config at t = 0 (or at restart, when the control plane
     /// is up).
     pub(crate) fn install_initial_config(&mut self, node: u32) {
-        if !self.topo.mesh {
-            return;
-        }
         let ix = self.control.versions.len() - 1;
         self.apply_version(node, ix);
     }
 
+    /// `node` takes config version `ix`: with a mesh, its sidecar's snapshot and every
+    /// cluster it uses; without one, the platform's endpoint lists (as kube-proxy
+    /// follows Kubernetes endpoints, with the same propagation delay).
     fn apply_version(&mut self, node: u32, ix: usize) {
-        let snap = self.class_snapshot(node, ix);
         let version = self.control.versions[ix].version;
+        if !self.topo.mesh {
+            self.nodes[node as usize].sidecar.version = version;
+            for c in 0..self.nodes[node as usize].sidecar.clusters.len() {
+                let service = self.nodes[node as usize].sidecar.clusters[c].service;
+                let endpoints = self.ready_endpoints(service, ix);
+                self.nodes[node as usize].sidecar.clusters[c]
+                    .lb
+                    .update_endpoints(&endpoints);
+            }
+            return;
+        }
+        let snap = self.class_snapshot(node, ix);
         let now = self.now();
         let sidecar = &mut self.nodes[node as usize].sidecar;
         sidecar.version = version;
@@ -190,6 +201,8 @@ impl World {
                 self.resolve_cluster(node, ix, &host, subset.as_deref(), zone);
             let cluster = &mut self.nodes[node as usize].sidecar.clusters[c as usize];
             if cluster.policy != policy {
+                // New circuit-breaker limits apply from the next admission on.
+                cluster.pool.set_limits(policy.pool);
                 cluster.lb = LoadBalancer::new(policy.lb.clone(), &endpoints);
                 cluster.outlier = policy
                     .outlier
@@ -248,14 +261,7 @@ impl World {
     }
 
     fn topo_region(&self, zone: usize) -> String {
-        self.topo
-            .registry
-            .services
-            .iter()
-            .flat_map(|s| &s.instances)
-            .find(|i| i.zone == self.topo.zone_names[zone])
-            .map(|i| i.region.clone())
-            .unwrap_or_default()
+        self.topo.zone_regions[zone].clone()
     }
 
     /// The cluster index for (`host`, `subset`) in `node`'s sidecar, created on first use.
@@ -459,10 +465,13 @@ impl World {
     pub(crate) fn new_version(&mut self, set: Option<Arc<ConfigSet>>, why: &str) {
         let latest = self.control.latest();
         let set = set.unwrap_or_else(|| latest.set.clone());
+        // Ready: up, and (with a mesh) its sidecar has config — a pod whose proxy has
+        // none is not ready and gets no traffic.
+        let mesh = self.topo.mesh;
         let ready = self
             .nodes
             .iter()
-            .map(|n| n.up && n.instance.is_some())
+            .map(|n| n.up && n.instance.is_some() && (!mesh || n.sidecar.snapshot.is_some()))
             .collect();
         let version = latest.version + 1;
         self.control.versions.push(ConfigVersion {
@@ -487,7 +496,7 @@ impl World {
             "control-plane",
             format!("version {version}: {why}"),
         );
-        if self.control.up && self.topo.mesh {
+        if self.control.up {
             self.push_latest();
         } else {
             self.control.push_pending = true;
@@ -530,8 +539,14 @@ impl World {
         else {
             return;
         };
+        let first_config = self.nodes[node as usize].sidecar.snapshot.is_none();
         self.apply_version(node, ix);
         self.metrics.count_event("config_applied");
+        if self.topo.mesh && first_config && self.nodes[node as usize].instance.is_some() {
+            // A restarted instance got its first config: it becomes ready.
+            let name = self.nodes[node as usize].name.clone();
+            self.new_version(None, &format!("{name} ready"));
+        }
         if self
             .nodes
             .iter()

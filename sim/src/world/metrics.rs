@@ -70,6 +70,8 @@ impl Target {
 pub(crate) struct Outcome<'a> {
     /// When it completed.
     pub at_ns: u64,
+    /// When it was sent.
+    pub start_ns: u64,
     pub latency_ns: u64,
     /// Final status, or `None` with `error` set.
     pub status: Option<u16>,
@@ -82,8 +84,9 @@ pub(crate) struct Outcome<'a> {
 #[derive(Debug)]
 struct Window {
     target: String,
-    /// The target's id, once declared.
-    id: Option<usize>,
+    /// The ids of the targets it covers: one, or for `service:*` every version of
+    /// the service.
+    ids: Vec<usize>,
     from_ns: u64,
     to_ns: u64,
     counts: TrafficCounts,
@@ -100,6 +103,7 @@ pub(crate) struct Metrics {
     events: Vec<Event>,
     events_total: BTreeMap<String, u64>,
     events_dropped: u64,
+    events_unlogged: BTreeMap<String, u64>,
     cap_per_kind: u64,
 }
 
@@ -112,7 +116,7 @@ impl Metrics {
                 .into_iter()
                 .map(|(target, from_ns, to_ns)| Window {
                     target,
-                    id: None,
+                    ids: Vec::new(),
                     from_ns,
                     to_ns,
                     counts: TrafficCounts::default(),
@@ -122,6 +126,7 @@ impl Metrics {
             events: Vec::new(),
             events_total: BTreeMap::new(),
             events_dropped: 0,
+            events_unlogged: BTreeMap::new(),
             cap_per_kind,
         }
     }
@@ -136,8 +141,12 @@ impl Metrics {
         self.targets.push(Target::new(series));
         self.ids.insert(name.to_owned(), id);
         for w in &mut self.windows {
-            if w.target == name {
-                w.id = Some(id);
+            let all_versions = w
+                .target
+                .strip_suffix(":*")
+                .is_some_and(|svc| name.strip_prefix(svc).is_some_and(|v| v.starts_with(':')));
+            if w.target == name || all_versions {
+                w.ids.push(id);
             }
         }
         id
@@ -161,7 +170,8 @@ impl Metrics {
             series.latency.record(latency_us);
         }
         for w in &mut self.windows {
-            if w.id == Some(id) && (w.from_ns..w.to_ns).contains(&o.at_ns) {
+            // A window holds the requests *sent* in it, however long they take.
+            if w.ids.contains(&id) && (w.from_ns..w.to_ns).contains(&o.start_ns) {
                 w.counts.requests_total += 1;
                 record(&mut w.counts, &mut w.latency, o, latency_us);
             }
@@ -174,6 +184,7 @@ impl Metrics {
         *n += 1;
         if *n > self.cap_per_kind {
             self.events_dropped += 1;
+            *self.events_unlogged.entry(kind.to_owned()).or_default() += 1;
             return;
         }
         self.events.push(Event {
@@ -188,6 +199,7 @@ impl Metrics {
     pub fn count_event(&mut self, kind: &str) {
         *self.events_total.entry(kind.to_owned()).or_default() += 1;
         self.events_dropped += 1;
+        *self.events_unlogged.entry(kind.to_owned()).or_default() += 1;
     }
 
     /// Everything, for the result.
@@ -198,7 +210,9 @@ impl Metrics {
         for (name, &id) in &self.ids {
             let t = &mut self.targets[id];
             if let Some(series) = &mut t.series {
-                series.roll_to(end_second);
+                // Requests that finished while the run drained count too.
+                let last = series.second + u64::from(series.responses > 0);
+                series.roll_to(end_second.max(last));
                 timeseries.insert(name.clone(), std::mem::take(&mut series.samples));
             }
             stats.insert(
@@ -228,6 +242,7 @@ impl Metrics {
             events: self.events,
             events_total: self.events_total,
             events_dropped: self.events_dropped,
+            events_unlogged: self.events_unlogged,
         }
     }
 }
@@ -248,6 +263,7 @@ pub(crate) struct Finished {
     pub events: Vec<Event>,
     pub events_total: BTreeMap<String, u64>,
     pub events_dropped: u64,
+    pub events_unlogged: BTreeMap<String, u64>,
 }
 
 #[cfg(test)]
@@ -257,6 +273,7 @@ mod tests {
     fn ok(at_ns: u64, latency_ns: u64) -> Outcome<'static> {
         Outcome {
             at_ns,
+            start_ns: at_ns.saturating_sub(latency_ns),
             latency_ns,
             status: Some(200),
             error: None,
@@ -283,15 +300,16 @@ mod tests {
     }
 
     #[test]
-    fn windows_take_only_completions_inside_them() {
-        let mut m = Metrics::new(vec![("a".into(), 1_000, 2_000)], 10);
+    fn windows_take_the_requests_sent_inside_them() {
+        let mut m = Metrics::new(vec![("a".into(), 1_000_000, 2_000_000)], 10);
         let a = m.declare("a", false);
-        m.finished(a, ok(500, 10_000));
-        m.finished(a, ok(1_500, 20_000));
-        m.finished(a, ok(2_000, 30_000));
-        let f = m.finish(3_000);
+        // Sent before, inside (finishing long after the window), and at its end.
+        m.finished(a, ok(900_000, 10_000));
+        m.finished(a, ok(2_500_000, 1_000_000));
+        m.finished(a, ok(2_100_000, 100_000));
+        let f = m.finish(10_000_000);
         assert_eq!(f.windows[0].stats.requests_total, 1);
-        assert_eq!(f.windows[0].stats.latency_us.max, 20);
+        assert_eq!(f.windows[0].stats.latency_us.max, 1_000);
     }
 
     #[test]

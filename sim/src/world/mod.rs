@@ -374,6 +374,7 @@ impl World {
             events_total: finished.events_total,
             events: finished.events,
             events_dropped: finished.events_dropped,
+            events_unlogged: finished.events_unlogged,
             instances,
             assertions: Vec::new(),
             not_applied,

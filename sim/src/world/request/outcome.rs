@@ -93,6 +93,7 @@ impl World {
                 Done {
                     at_ns: now.as_nanos(),
                     latency_ns: now.as_nanos() - a.start.as_nanos(),
+                    start_ns: a.start.as_nanos(),
                     status,
                     error,
                     attempts: 1,
@@ -242,6 +243,7 @@ impl World {
                 Done {
                     at_ns: now.as_nanos(),
                     latency_ns: now.as_nanos() - a.start.as_nanos(),
+                    start_ns: a.start.as_nanos(),
                     status: None,
                     error: Some(error),
                     attempts: 1,
@@ -291,17 +293,29 @@ impl World {
         attempts: u32,
     ) {
         let now = self.now();
-        let Some(c) = self.reqs.calls.remove(call) else {
+        let Some(mut c) = self.reqs.calls.remove(call) else {
             return;
         };
+        // A call ended by the sidecar itself (no healthy upstream, overflow, ...)
+        // after a retry was granted still holds that retry in the budget: give it back.
+        if let (Some(r), Some(cl)) = (c.retry.as_mut(), c.cluster)
+            && let Some(cluster) = self.nodes[c.caller as usize]
+                .sidecar
+                .clusters
+                .get_mut(cl as usize)
+        {
+            r.cancel(cluster.pool.retry_budget_mut());
+        }
         let t = &self.reqs.templates[c.template as usize];
         let (service, edge) = (self.topo.service_target[t.service], t.edge_target);
         let done = Done {
             at_ns: now.as_nanos(),
             latency_ns: now.as_nanos() - c.start.as_nanos(),
+            start_ns: c.start.as_nanos(),
             status,
             error,
-            attempts: attempts.max(1),
+            // Tries sent upstream: 0 when the sidecar answered itself.
+            attempts,
         };
         self.metrics.finished(service, done);
         self.metrics.finished(edge, done);

@@ -52,7 +52,23 @@ impl World {
                     (Some(ConnFail::Refused), t1 + ns(back))
                 }
             }
+            // A crashed instance on a live host: the host answers the SYN with a reset
+            // (connection refused) one round trip later. A whole zone down is silence.
+            crate::net::Transit::Unreachable { at }
+                if !self.faults.zone_down(self.nodes[callee as usize].zone) =>
+            {
+                (Some(ConnFail::Refused), at)
+            }
             _ => (Some(ConnFail::Timeout), now + ns(CONNECT_TIMEOUT_NS)),
+        };
+        // An instance whose sidecar has no config yet has no inbound listener.
+        let (fail, at) = match fail {
+            None if self.inbound_proxy()
+                && self.nodes[callee as usize].sidecar.snapshot.is_none() =>
+            {
+                (Some(ConnFail::Refused), at)
+            }
+            other => (other, at),
         };
         if fail.is_none() {
             match tls_decision {

@@ -143,7 +143,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .duration
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     options.cost_table = cost_table(&args, &loaded.scenario.cost_table, &dir)?;
-    options.command = std::env::args().collect();
+    options.command = recorded_command(std::env::args());
     let stop = Arc::new(AtomicBool::new(false));
     options.stop = Some(Arc::clone(&stop));
     install_signal_handler(Arc::clone(&stop))?;
@@ -436,5 +436,44 @@ mod tests {
         assert_eq!(parse_positive_duration("1s"), Ok(Duration::from_secs(1)));
         assert!(parse_positive_duration("0s").is_err());
         assert!(parse_positive_duration("soon").is_err());
+    }
+}
+
+/// The command line as the result records it: as given, except where the files go
+/// (`--out DIR` becomes `--out <dir>`), so the same run written to two directories
+/// gives byte-identical files.
+fn recorded_command(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut after_out = false;
+    for arg in args {
+        if after_out {
+            out.push("<dir>".to_owned());
+            after_out = false;
+        } else if arg == "--out" {
+            out.push(arg);
+            after_out = true;
+        } else if let Some(_dir) = arg.strip_prefix("--out=") {
+            out.push("--out=<dir>".to_owned());
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod recorded_command_tests {
+    use super::recorded_command;
+
+    #[test]
+    fn the_output_directory_is_not_recorded() {
+        let args = ["meshrig", "run", "s.yaml", "--out", "/tmp/a", "--seed", "3"];
+        let got = recorded_command(args.iter().map(|s| s.to_string()));
+        assert_eq!(
+            got,
+            ["meshrig", "run", "s.yaml", "--out", "<dir>", "--seed", "3"]
+        );
+        let got = recorded_command(["run", "--out=/x"].iter().map(|s| s.to_string()));
+        assert_eq!(got, ["run", "--out=<dir>"]);
     }
 }

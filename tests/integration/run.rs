@@ -458,9 +458,9 @@ fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn richest_scenario_is_byte_identical_across_runs() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenarios/rich.yaml");
     let dir = TempDir::new("run-rich");
-    let out = dir.path("out");
-    let run_into = |seed: &str| {
-        // The command line is part of the result: keep it the same between runs.
+    let run_into = |seed: &str, out: &str| {
+        // Different output directories: where the files go is not part of them.
+        let out = dir.path(out);
         let o = run(
             &file,
             &["--seed", seed, "--out", out.to_str().unwrap(), "--quiet"],
@@ -468,7 +468,7 @@ fn richest_scenario_is_byte_identical_across_runs() {
         assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
         files_under(&out)
     };
-    let first = run_into("5");
+    let first = run_into("5", "first");
     let names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["events.jsonl", "result.json"]);
     let r: Value = serde_json::from_slice(&first[1].1).unwrap();
@@ -486,11 +486,11 @@ fn richest_scenario_is_byte_identical_across_runs() {
             r["events_total"]
         );
     }
-    let second = run_into("5");
+    let second = run_into("5", "second");
     for ((name, a), (_, b)) in first.iter().zip(&second) {
         assert!(a == b, "{name} differs between two runs with seed 5");
     }
-    let other = run_into("6");
+    let other = run_into("6", "other");
     assert!(
         first[1].1 != other[1].1,
         "seed 6 gave the same result as seed 5"

@@ -7,7 +7,7 @@ use crate::dist::Dist;
 use crate::model::{App, Call, Placement, Service, Topology, Version, Zone};
 
 use super::dist::dist;
-use super::values::{fraction, name, size, string, string_map, uint};
+use super::values::{fraction, is_label_value, name, service_name, size, string, string_map, uint};
 use super::yaml::{self, At, Ctx};
 
 /// Default region of a zone given by name only.
@@ -93,7 +93,7 @@ const SERVICE_FIELDS: [&str; 8] = [
 
 fn service(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<Service> {
     let m = at.map(cx, &SERVICE_FIELDS)?;
-    let svc_name = m.get(cx, "name").and_then(|f| name(cx, &f));
+    let svc_name = m.get(cx, "name").and_then(|f| service_name(cx, &f));
     if !m.has("name") {
         m.missing(cx, "name", "e.g. name: reviews");
     }
@@ -111,7 +111,7 @@ fn service(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<Service> {
         None => None,
     };
     let cores = match m.get(cx, "cores") {
-        Some(f) => match uint(cx, &f, 1024) {
+        Some(f) => match uint(cx, &f, 64) {
             Some(0) => {
                 cx.error(&f, "an instance needs at least 1 core");
                 None
@@ -149,6 +149,16 @@ fn service(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<Service> {
                 cx.error(&vs, "no versions (give at least one, e.g. v1: { instances: [{ zone: a, count: 1 }] })");
             }
             for (vname, vat) in entries {
+                if !is_label_value(&vname) {
+                    cx.error(
+                        &vat,
+                        format!(
+                            "`{vname}` is not a valid version name: use letters, digits, `-`, `_` \
+                             and `.`, starting and ending with a letter or digit (e.g. `v2`)"
+                        ),
+                    );
+                    continue;
+                }
                 if let Some(v) = version_entry(cx, &svc_name, &vname, &vat, &defaults) {
                     versions.push(v);
                 }

@@ -31,6 +31,56 @@ pub(crate) fn name(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<String> {
     Some(s)
 }
 
+/// A service name: a DNS-1123 label (lower-case letters, digits and `-`, starting
+/// and ending with a letter or digit, at most 63 characters), as a Kubernetes Service
+/// name must be. `client` is taken: it names the load generators in results.
+pub(crate) fn service_name(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<String> {
+    let s = name(cx, at)?;
+    if s == "client" {
+        cx.error(
+            at,
+            "`client` is reserved: it names the load generators in results and assertions (choose another name)",
+        );
+        return None;
+    }
+    if !is_dns_label(&s) {
+        cx.error(
+            at,
+            format!(
+                "`{s}` is not a valid service name: use lower-case letters, digits and `-`, \
+                 starting and ending with a letter or digit, at most 63 characters (e.g. `reviews`)"
+            ),
+        );
+        return None;
+    }
+    Some(s)
+}
+
+/// A version name: a Kubernetes label value (letters, digits, `-`, `_`, `.`, starting
+/// and ending with a letter or digit, at most 63 characters). Returns whether it is.
+pub(crate) fn is_label_value(s: &str) -> bool {
+    let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    !s.is_empty()
+        && s.len() <= 63
+        && ends(s.chars().next())
+        && ends(s.chars().last())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn is_dns_label(s: &str) -> bool {
+    let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    !s.is_empty()
+        && s.len() <= 63
+        && ends(s.chars().next())
+        && ends(s.chars().last())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Open-loop rates above this are refused: the simulator would need years of wall time.
+pub const MAX_RATE_PER_S: f64 = 10_000_000.0;
+
 /// An integer in `0..=max`.
 pub(crate) fn uint(cx: &mut Ctx<'_>, at: &At<'_>, max: u64) -> Option<u64> {
     match yaml::as_int(at.node) {
@@ -198,6 +248,13 @@ pub(crate) fn rate(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<f64> {
         None
     };
     match value {
+        Some(v) if v > MAX_RATE_PER_S => {
+            cx.error(
+                at,
+                format!("{v}/s is above the largest rate meshrig simulates ({MAX_RATE_PER_S}/s)"),
+            );
+            None
+        }
         Some(v) if v.is_finite() && v >= 0.0 => Some(v),
         _ => {
             let found = yaml::describe(at.node);

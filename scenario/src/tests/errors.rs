@@ -183,3 +183,26 @@ fn wrong_document_kind_and_version() {
         ],
     );
 }
+
+#[test]
+fn names_that_would_collide_in_results_are_refused() {
+    let got = findings(&edit("name: frontend", "name: client"));
+    assert!(
+        got.iter().any(|f| f.contains("`client` is reserved")),
+        "{got:?}"
+    );
+    let got = findings(&edit("name: frontend", "name: Front:End"));
+    assert!(
+        got.iter().any(|f| f.contains("not a valid service name")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn cores_and_rates_are_bounded() {
+    let got = findings(&edit("constant: 100/s", "constant: 1e12/s"));
+    assert!(
+        got.iter().any(|f| f.contains("above the largest rate")),
+        "{got:?}"
+    );
+}

@@ -391,6 +391,7 @@ impl World {
             faults: faults::Faults::new(sc, loaded),
             end_ns,
             scenario_end_ns: sc.duration_ns,
+            cpu_at_end: None,
             seed,
         };
         world.start(sc);
@@ -424,6 +425,7 @@ impl World {
                 }
             }
         }
+        self.sched.schedule_at(Time(self.end_ns), Ev::RunEnd);
         for (i, f) in sc.faults.iter().enumerate() {
             if f.at_ns < self.end_ns {
                 self.sched

@@ -23,6 +23,10 @@ pub(crate) struct Faults {
     sets: BTreeMap<usize, Arc<ConfigSet>>,
     /// Nodes a fault took down, by fault index (restarted when it ends).
     downed: BTreeMap<usize, Vec<u32>>,
+    /// The config set in force when a `config` fault began, by fault index.
+    saved_sets: BTreeMap<usize, Arc<ConfigSet>>,
+    /// Clocks before a `clockSkew` fault, by fault index: (node, offset, drift).
+    saved_clocks: BTreeMap<usize, Vec<(u32, i64, f64)>>,
     /// App behaviour replaced by a fault, by fault index.
     saved_apps: BTreeMap<usize, Vec<(u32, AppModel)>>,
     zones_down: Vec<bool>,
@@ -46,6 +50,8 @@ impl Faults {
                 .collect(),
             downed: BTreeMap::new(),
             saved_apps: BTreeMap::new(),
+            saved_sets: BTreeMap::new(),
+            saved_clocks: BTreeMap::new(),
             zones_down: vec![false; sc.topology.zones.len()],
             zone_index: sc
                 .topology
@@ -243,18 +249,15 @@ impl World {
                 }
             }
             (FaultKind::Config(_), true) => {
+                let before = self.control.latest().set.clone();
+                self.faults.saved_sets.insert(i, before);
                 let set = self.faults.sets.get(&i).cloned();
                 self.new_version(set, &format!("config change (line {})", fault.line));
             }
             (FaultKind::Config(_), false) => {
-                let first = Arc::new(
-                    self.control
-                        .versions
-                        .first()
-                        .map(|v| (*v.set).clone())
-                        .unwrap_or_default(),
-                );
-                self.new_version(Some(first), "config change undone");
+                // Back to the configuration in force when the change was made.
+                let before = self.faults.saved_sets.remove(&i);
+                self.new_version(before, "config change undone");
             }
             (
                 FaultKind::ClockSkew {
@@ -264,12 +267,35 @@ impl World {
                 },
                 start,
             ) => {
-                for n in self.select(selector, false) {
+                let nodes = self.select(selector, false);
+                if start {
+                    let saved = nodes
+                        .iter()
+                        .map(|&n| {
+                            let node = &self.nodes[n as usize];
+                            (n, node.clock_offset_ns, node.drift_ppm)
+                        })
+                        .collect();
+                    self.faults.saved_clocks.insert(i, saved);
+                }
+                let restore: BTreeMap<u32, (i64, f64)> = if start {
+                    BTreeMap::new()
+                } else {
+                    self.faults
+                        .saved_clocks
+                        .remove(&i)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(n, o, d)| (n, (o, d)))
+                        .collect()
+                };
+                for n in nodes {
                     let node = &mut self.nodes[n as usize];
                     (node.clock_offset_ns, node.drift_ppm) = if start {
                         (*offset_ns, *drift_ppm)
                     } else {
-                        (0, 0.0)
+                        // The clock as it was before this fault.
+                        restore.get(&n).copied().unwrap_or((0, 0.0))
                     };
                     self.schedule_cert_timer(n);
                 }

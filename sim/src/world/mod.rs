@@ -161,6 +161,8 @@ pub(crate) enum Ev {
     FaultStart { i: u32 },
     /// Fault `i` is undone (`for` elapsed).
     FaultEnd { i: u32 },
+    /// The end of the timeline: take the figures that stop here (CPU busy time).
+    RunEnd,
 }
 
 /// The simulated mesh.
@@ -180,6 +182,8 @@ pub(crate) struct World {
     pub end_ns: u64,
     /// `spec.duration`: what rate profiles span.
     pub scenario_end_ns: u64,
+    /// CPU work each node had executed when the timeline ended (`Ev::RunEnd`).
+    pub cpu_at_end: Option<Vec<u64>>,
     pub seed: u64,
 }
 
@@ -200,10 +204,11 @@ impl World {
     fn run_loop(&mut self, stop: Option<&AtomicBool>, progress: &mut dyn FnMut(Progress)) {
         let hard_end = self.end_ns.saturating_add(DRAIN_NS);
         let mut next_check = CHECK_EVERY;
-        while let Some((at, ev)) = self.sched.pop() {
-            if at.as_nanos() > hard_end {
+        while let Some(next) = self.sched.peek_time() {
+            if next.as_nanos() > hard_end {
                 break;
             }
+            let (at, ev) = self.sched.pop().expect("peeked");
             self.handle(ev);
             // Past the end, the run only waits for requests still in flight.
             if at.as_nanos() >= self.end_ns && self.reqs.in_flight() == 0 {
@@ -274,6 +279,10 @@ impl World {
             Ev::ConfigArrive { node, version } => self.on_config_arrive(node, version),
             Ev::FaultStart { i } => self.on_fault(i, true),
             Ev::FaultEnd { i } => self.on_fault(i, false),
+            Ev::RunEnd => {
+                let now = self.now();
+                self.cpu_at_end = Some(self.nodes.iter().map(|n| n.cpu.executed_ns(now)).collect());
+            }
         }
     }
 
@@ -287,11 +296,18 @@ impl World {
         let sc = &loaded.scenario;
         let duration_ns = self.end_ns;
         let cores_ns = |n: &build::Node| f64::from(n.cores) * duration_ns.max(1) as f64;
+        // Work done by the end of the timeline (or by now, when stopped early: every
+        // job was submitted before now, so the backlog arithmetic holds).
+        let cpu_done: Vec<u64> = self.cpu_at_end.clone().unwrap_or_else(|| {
+            let now = self.now();
+            self.nodes.iter().map(|n| n.cpu.executed_ns(now)).collect()
+        });
         let instances: Vec<InstanceStats> = self
             .nodes
             .iter()
-            .filter(|n| n.instance.is_some())
-            .map(|n| {
+            .enumerate()
+            .filter(|(_, n)| n.instance.is_some())
+            .map(|(i, n)| {
                 let (s, v) = n.instance.expect("filtered");
                 InstanceStats {
                     name: n.name.clone(),
@@ -301,7 +317,7 @@ impl World {
                     requests_served: n.counters.requests_served,
                     errors_served: n.counters.errors_served,
                     ejections: n.counters.ejections,
-                    cpu_utilization: round4(n.cpu.busy_ns() as f64 / cores_ns(n)),
+                    cpu_utilization: round4(cpu_done[i] as f64 / cores_ns(n)),
                     certs_issued: n.counters.certs_issued,
                     cert_expiries: n.counters.cert_expiries,
                 }
@@ -315,7 +331,15 @@ impl World {
             .collect();
         let interrupted = self.faults.interrupted;
         let not_applied = self.faults.not_applied.clone();
-        let warnings = self.faults.warnings.clone();
+        let mut warnings = self.faults.warnings.clone();
+        let unfinished = self.reqs.in_flight();
+        if unfinished > 0 && !interrupted {
+            warnings.push(format!(
+                "{unfinished} requests were still in flight {} s after the end of the run, when \
+                 the simulation stopped: they count as started, not as succeeded or failed",
+                DRAIN_NS / 1_000_000_000
+            ));
+        }
         let finished = self.metrics.finish(duration_ns);
         let mut stats = finished.stats;
         let take = |stats: &mut BTreeMap<_, _>, name: &str| {
@@ -334,7 +358,7 @@ impl World {
             .zip(&workload_names)
             .map(|(w, name)| results::scenario::WorkloadStats {
                 target: w.target.clone(),
-                rps_target: request::mean_rate(w, duration_ns),
+                rps_target: request::mean_rate(w, sc.duration_ns, duration_ns),
                 stats: take(&mut stats, name),
             })
             .collect();

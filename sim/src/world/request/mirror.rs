@@ -61,6 +61,7 @@ impl World {
             cluster: None,
             attempt: None,
             timer_at: None,
+            overflowed: false,
         });
         // Copying the request onto a second upstream stream is a request's worth of
         // proxy work; the shadow leaves when it is done (the original does not wait).

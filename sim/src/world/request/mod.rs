@@ -109,6 +109,9 @@ struct Call {
     attempt: Option<u32>,
     /// The time the call's timer is set for.
     timer_at: Option<Time>,
+    /// The pool refused a waiting try (`http2MaxRequests`): Envoy answers 503 `UO`
+    /// and never retries an overflow.
+    overflowed: bool,
 }
 
 #[derive(Debug)]
@@ -233,17 +236,23 @@ pub(crate) fn workload_target_name(i: usize) -> String {
 }
 
 /// The mean requested rate of an open-loop workload over the run.
-pub(crate) fn mean_rate(w: &scenario::Workload, run_ns: u64) -> Option<f64> {
+///
+/// The profile spans the entry's own duration (to `spec.duration`, `scenario_ns`);
+/// the mean is over the part that ran, up to `run_ns` (shorter with `--duration`).
+pub(crate) fn mean_rate(w: &scenario::Workload, scenario_ns: u64, run_ns: u64) -> Option<f64> {
     let scenario::Load::Open(profile) = &w.load else {
         return None;
     };
-    let span = w.duration_ns.unwrap_or(run_ns.saturating_sub(w.start_ns));
-    if span == 0 {
+    let span = w
+        .duration_ns
+        .unwrap_or(scenario_ns.saturating_sub(w.start_ns));
+    let ran = span.min(run_ns.saturating_sub(w.start_ns));
+    if ran == 0 {
         return Some(0.0);
     }
     let steps = 1_000u64;
     let total: f64 = (0..steps)
-        .map(|i| profile.rate_at(span * i / steps + span / (2 * steps), span))
+        .map(|i| profile.rate_at(ran * i / steps + ran / (2 * steps), span))
         .sum();
     Some((total / steps as f64 * 1000.0).round() / 1000.0)
 }

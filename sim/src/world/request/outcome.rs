@@ -109,6 +109,11 @@ impl World {
             return;
         };
         c.attempt = None;
+        if c.overflowed {
+            let attempts = c.retry.as_ref().map_or(1, RetryState::attempts);
+            self.finish_call(call, Some(503), Some("overflow"), attempts);
+            return;
+        }
         let caller = c.caller;
         let budget = self.nodes[caller as usize].sidecar.clusters[cl as usize]
             .pool

@@ -109,6 +109,7 @@ impl World {
             cluster: None,
             attempt: None,
             timer_at: None,
+            overflowed: false,
         });
         if let Origin::Workload { w, .. } = origin {
             // Every request of an entry has the same timeout, so deadlines come in
@@ -397,7 +398,23 @@ impl World {
                             FailReason::ConnectFailure => {
                                 (AttemptResult::ConnectFailure, Some(Outcome::ConnectFailure))
                             }
-                            FailReason::Overflow(_) => (AttemptResult::http(503), None),
+                            FailReason::Overflow(o) => {
+                                let call = self.reqs.attempts.get(a).map(|t| t.call);
+                                if let Some(c) = call.and_then(|c| self.reqs.calls.get_mut(c)) {
+                                    c.overflowed = true;
+                                }
+                                let at = self.nodes[node as usize].name.clone();
+                                let host = self.nodes[node as usize].sidecar.clusters[cl as usize]
+                                    .policy
+                                    .host
+                                    .clone();
+                                self.log(
+                                    "breaker_overflow",
+                                    &at,
+                                    format!("{host}: {:?} (limit {})", o.reason, o.limit),
+                                );
+                                (AttemptResult::http(503), None)
+                            }
                         };
                         self.attempt_done(a, result, outcome, false);
                     }

@@ -22,6 +22,8 @@ pub mod model;
 mod parse;
 mod validate;
 
+pub use validate::EVENT_KINDS;
+
 #[cfg(test)]
 mod tests;
 

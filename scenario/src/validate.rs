@@ -337,6 +337,19 @@ impl Checker<'_> {
                         }
                     }
                 }
+                Target::EventKind(kind) if !EVENT_KINDS.contains(&kind.as_str()) => {
+                    let closest = EVENT_KINDS
+                        .iter()
+                        .min_by_key(|k| strsim::levenshtein(k, kind))
+                        .copied()
+                        .unwrap_or("ejection");
+                    self.error(
+                        &path,
+                        format!(
+                            "unknown event kind `{kind}` (did you mean `{closest}`? the kinds are listed in docs/results.md)"
+                        ),
+                    );
+                }
                 Target::All | Target::Client | Target::EventKind(_) => {}
             }
             for f in &mut self.findings[before..] {
@@ -382,3 +395,33 @@ fn find_cycle<'a>(
     }
     None
 }
+
+/// Every event kind a driver records, logged or only counted (docs/results.md).
+pub const EVENT_KINDS: [&str; 26] = [
+    "authz_denied",
+    "breaker_overflow",
+    "cert_expired",
+    "cert_issued",
+    "cert_renewal_failed",
+    "cert_request_failed",
+    "config_applied",
+    "config_converged",
+    "config_push",
+    "config_version",
+    "csr",
+    "ejection",
+    "ejection_suppressed",
+    "fault",
+    "fault_abort",
+    "fault_delay",
+    "fault_end",
+    "instance_down",
+    "instance_up",
+    "mirror",
+    "mtls_handshake_failed",
+    "outlier_panic",
+    "retry",
+    "retry_overflow",
+    "tls_handshake",
+    "unejection",
+];

@@ -199,3 +199,18 @@ fn clock_skew_makes_certificates_fail_validation() {
         .expect("a failed handshake is logged");
     assert!(failed.detail.contains("expired"), "{failed:?}");
 }
+
+/// Every event kind the simulator records is one assertions may name (and that
+/// `meshrig validate` accepts): the list in the scenario crate is complete.
+#[test]
+fn every_recorded_event_kind_is_a_known_kind() {
+    let text = include_str!("../../tests/data/scenarios/rich.yaml");
+    let r = run_text(text, None);
+    assert!(r.events_total.len() > 10, "{:?}", r.events_total);
+    for kind in r.events_total.keys() {
+        assert!(
+            scenario::EVENT_KINDS.contains(&kind.as_str()),
+            "`{kind}` is recorded but not in scenario::EVENT_KINDS"
+        );
+    }
+}

@@ -206,3 +206,14 @@ fn cores_and_rates_are_bounded() {
         "{got:?}"
     );
 }
+
+#[test]
+fn unknown_event_kinds_are_refused_with_a_suggestion() {
+    let text = format!("{BASE}  assertions:\n    - \"events(ejections) == 0\"\n");
+    let got = findings(&text);
+    assert!(
+        got.iter()
+            .any(|f| f.contains("unknown event kind `ejections` (did you mean `ejection`?")),
+        "{got:?}"
+    );
+}

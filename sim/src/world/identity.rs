@@ -154,12 +154,12 @@ impl World {
                     self.metrics.count_event("csr");
                     let answer = if self.ca.up {
                         let rtt = self.net.rtt_sample(now, node, node, &mut self.rng);
-                        let signed = self
-                            .ca
-                            .cpu
-                            .submit(now + Duration::from_nanos(rtt / 2), self.costs.ca_sign_ns);
+                        // Signing queues on the CA's cores in the order CSRs are sent (submitted
+                        // now, so the queue stays first-come first-served); the request's
+                        // trip to the CA is added after.
+                        let signed = self.ca.cpu.submit(now, self.costs.ca_sign_ns);
                         let latency = self.ca.issue_latency.sample(&mut self.rng);
-                        let at = signed + Duration::from_nanos(latency);
+                        let at = signed + Duration::from_nanos(rtt / 2 + latency);
                         let not_after = at + Duration::from_nanos(self.ca.ttl_ns);
                         (
                             at + Duration::from_nanos(rtt / 2),

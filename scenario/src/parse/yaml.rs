@@ -4,72 +4,19 @@
 //! (field path → line) that validation uses later to point at the line of a
 //! reference. [`At`] is a node with its field path and line; [`Map`] reads a mapping
 //! as a struct, reporting keys nobody asked for as unknown fields with the closest
-//! known name. The node helpers mirror mesh-core's `config::yaml`, whose decoder is
-//! crate-private and tied to Istio's conventions (snake_case aliases, strict strings).
+//! known name. The node helpers are mesh-core's `config::yaml`; its Istio decoder is
+//! not reused, being tied to Istio's conventions (snake_case aliases, strict strings).
 
 use std::collections::BTreeMap;
 
 use mesh_core::config::Finding;
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use saphyr::{Scalar, YamlData};
 
-/// A YAML node with its span.
-pub(crate) type Node<'a> = MarkedYaml<'a>;
-
-/// Parses every document of a YAML stream; a syntax error fails the file.
-pub(crate) fn load_stream<'a>(file: &str, text: &'a str) -> Result<Vec<Node<'a>>, Finding> {
-    MarkedYaml::load_from_str(text).map_err(|e| {
-        let line = u32::try_from(e.marker().line()).unwrap_or(u32::MAX).max(1);
-        Finding::error(
-            file,
-            line,
-            "(yaml)",
-            format!("invalid YAML: {} (fix the YAML syntax)", e.info()),
-        )
-    })
-}
-
-fn untagged<'n, 'a>(node: &'n Node<'a>) -> &'n Node<'a> {
-    match &node.data {
-        YamlData::Tagged(_, inner) => untagged(inner),
-        _ => node,
-    }
-}
-
-/// 1-based line where `node` starts.
-pub(crate) fn line(node: &Node<'_>) -> u32 {
-    u32::try_from(node.span.start.line())
-        .unwrap_or(u32::MAX)
-        .max(1)
-}
-
-/// True for `null`, `~` or an empty value.
-pub(crate) fn is_null(node: &Node<'_>) -> bool {
-    matches!(
-        untagged(node).data,
-        YamlData::Value(Scalar::Null) | YamlData::BadValue
-    )
-}
-
-/// A scalar rendered as text; `None` for collections and null.
-pub(crate) fn scalar_text(node: &Node<'_>) -> Option<String> {
-    match &untagged(node).data {
-        YamlData::Value(Scalar::String(s)) => Some(s.to_string()),
-        YamlData::Value(Scalar::Integer(i)) => Some(i.to_string()),
-        YamlData::Value(Scalar::FloatingPoint(f)) => Some(f.0.to_string()),
-        YamlData::Value(Scalar::Boolean(b)) => Some(b.to_string()),
-        YamlData::Representation(s, _, _) => Some(s.to_string()),
-        _ => None,
-    }
-}
-
-/// A string scalar's value (not numbers or booleans).
-pub(crate) fn as_str<'n>(node: &'n Node<'_>) -> Option<&'n str> {
-    match &untagged(node).data {
-        YamlData::Value(Scalar::String(s)) => Some(s.as_ref()),
-        YamlData::Representation(s, _, _) => Some(s.as_ref()),
-        _ => None,
-    }
-}
+// The generic node layer is mesh-core's (the Istio decoder reads its files with the
+// same helpers); this module adds what the scenario decoder needs on top.
+pub(crate) use mesh_core::config::yaml::{
+    Node, as_str, describe, entries, is_null, items, line, load_stream, scalar_text, untagged,
+};
 
 /// A number scalar (integer or float).
 pub(crate) fn as_number(node: &Node<'_>) -> Option<f64> {
@@ -88,20 +35,6 @@ pub(crate) fn as_int(node: &Node<'_>) -> Option<i64> {
     }
 }
 
-fn entries<'n, 'a>(node: &'n Node<'a>) -> Option<Vec<(&'n Node<'a>, &'n Node<'a>)>> {
-    match &untagged(node).data {
-        YamlData::Mapping(m) => Some(m.iter().collect()),
-        _ => None,
-    }
-}
-
-fn items<'n, 'a>(node: &'n Node<'a>) -> Option<&'n [Node<'a>]> {
-    match &untagged(node).data {
-        YamlData::Sequence(s) => Some(s.as_slice()),
-        _ => None,
-    }
-}
-
 /// True for a sequence node.
 pub(crate) fn is_list(node: &Node<'_>) -> bool {
     items(node).is_some()
@@ -110,21 +43,6 @@ pub(crate) fn is_list(node: &Node<'_>) -> bool {
 /// True for a mapping node.
 pub(crate) fn is_map(node: &Node<'_>) -> bool {
     entries(node).is_some()
-}
-
-/// What a node is, for messages: `the string "x"`, `the integer 5`, `a list`.
-pub(crate) fn describe(node: &Node<'_>) -> String {
-    match &untagged(node).data {
-        YamlData::Value(Scalar::String(s)) => format!("the string {s:?}"),
-        YamlData::Representation(s, _, _) => format!("the string {s:?}"),
-        YamlData::Value(Scalar::Integer(i)) => format!("the integer {i}"),
-        YamlData::Value(Scalar::FloatingPoint(f)) => format!("the number {}", f.0),
-        YamlData::Value(Scalar::Boolean(b)) => format!("the boolean {b}"),
-        YamlData::Value(Scalar::Null) | YamlData::BadValue => "null".to_owned(),
-        YamlData::Sequence(_) => "a list".to_owned(),
-        YamlData::Mapping(_) => "a mapping".to_owned(),
-        YamlData::Tagged(..) | YamlData::Alias(_) => "a tagged value".to_owned(),
-    }
 }
 
 /// The known name closest to `name` (case-insensitive edit distance).

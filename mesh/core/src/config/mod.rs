@@ -32,7 +32,7 @@ pub mod model;
 mod set;
 pub mod validate;
 pub mod values;
-mod yaml;
+pub mod yaml;
 
 #[cfg(test)]
 mod samples_tests;

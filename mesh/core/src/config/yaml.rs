@@ -3,18 +3,18 @@
 //! `saphyr` keeps a span for every node (keys included), which is what lets a problem
 //! found long after parsing still point at its line. This module loads a multi-document
 //! stream and offers the few node queries the decoder needs; it knows nothing about
-//! Istio.
+//! Istio (the scenario format reads its files with it too).
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
 use super::finding::Finding;
 
 /// A YAML node with its span.
-pub(crate) type Node<'a> = MarkedYaml<'a>;
+pub type Node<'a> = MarkedYaml<'a>;
 
 /// Parses every document of a YAML stream. A syntax error anywhere fails the whole
 /// file (as `kubectl apply` would), reported at the line the parser stopped on.
-pub(crate) fn load_stream<'a>(file: &str, contents: &'a str) -> Result<Vec<Node<'a>>, Finding> {
+pub fn load_stream<'a>(file: &str, contents: &'a str) -> Result<Vec<Node<'a>>, Finding> {
     MarkedYaml::load_from_str(contents).map_err(|e| {
         let line = u32::try_from(e.marker().line()).unwrap_or(u32::MAX).max(1);
         Finding::error(
@@ -27,7 +27,7 @@ pub(crate) fn load_stream<'a>(file: &str, contents: &'a str) -> Result<Vec<Node<
 }
 
 /// The node behind any `!!tag`.
-pub(crate) fn untagged<'n, 'a>(node: &'n Node<'a>) -> &'n Node<'a> {
+pub fn untagged<'n, 'a>(node: &'n Node<'a>) -> &'n Node<'a> {
     match &node.data {
         YamlData::Tagged(_, inner) => untagged(inner),
         _ => node,
@@ -35,14 +35,14 @@ pub(crate) fn untagged<'n, 'a>(node: &'n Node<'a>) -> &'n Node<'a> {
 }
 
 /// 1-based line where `node` starts.
-pub(crate) fn line(node: &Node<'_>) -> u32 {
+pub fn line(node: &Node<'_>) -> u32 {
     u32::try_from(node.span.start.line())
         .unwrap_or(u32::MAX)
         .max(1)
 }
 
 /// True for `null`, `~`, an empty value, or a missing document body.
-pub(crate) fn is_null(node: &Node<'_>) -> bool {
+pub fn is_null(node: &Node<'_>) -> bool {
     matches!(
         untagged(node).data,
         YamlData::Value(Scalar::Null) | YamlData::BadValue
@@ -50,7 +50,7 @@ pub(crate) fn is_null(node: &Node<'_>) -> bool {
 }
 
 /// The string value of a scalar string node.
-pub(crate) fn as_str<'n>(node: &'n Node<'_>) -> Option<&'n str> {
+pub fn as_str<'n>(node: &'n Node<'_>) -> Option<&'n str> {
     match &untagged(node).data {
         YamlData::Value(Scalar::String(s)) => Some(s.as_ref()),
         YamlData::Representation(s, _, _) => Some(s.as_ref()),
@@ -60,7 +60,7 @@ pub(crate) fn as_str<'n>(node: &'n Node<'_>) -> Option<&'n str> {
 
 /// A scalar rendered as text (strings as-is, numbers and booleans in YAML form).
 /// `None` for collections and null.
-pub(crate) fn scalar_text(node: &Node<'_>) -> Option<String> {
+pub fn scalar_text(node: &Node<'_>) -> Option<String> {
     match &untagged(node).data {
         YamlData::Value(Scalar::String(s)) => Some(s.to_string()),
         YamlData::Value(Scalar::Integer(i)) => Some(i.to_string()),
@@ -72,7 +72,7 @@ pub(crate) fn scalar_text(node: &Node<'_>) -> Option<String> {
 }
 
 /// The entries of a mapping node, in document order.
-pub(crate) fn entries<'n, 'a>(node: &'n Node<'a>) -> Option<Vec<(&'n Node<'a>, &'n Node<'a>)>> {
+pub fn entries<'n, 'a>(node: &'n Node<'a>) -> Option<Vec<(&'n Node<'a>, &'n Node<'a>)>> {
     match &untagged(node).data {
         YamlData::Mapping(m) => Some(m.iter().collect()),
         _ => None,
@@ -80,7 +80,7 @@ pub(crate) fn entries<'n, 'a>(node: &'n Node<'a>) -> Option<Vec<(&'n Node<'a>, &
 }
 
 /// The items of a sequence node.
-pub(crate) fn items<'n, 'a>(node: &'n Node<'a>) -> Option<&'n [Node<'a>]> {
+pub fn items<'n, 'a>(node: &'n Node<'a>) -> Option<&'n [Node<'a>]> {
     match &untagged(node).data {
         YamlData::Sequence(s) => Some(s.as_slice()),
         _ => None,
@@ -88,7 +88,7 @@ pub(crate) fn items<'n, 'a>(node: &'n Node<'a>) -> Option<&'n [Node<'a>]> {
 }
 
 /// The value under string key `key` of a mapping node.
-pub(crate) fn get<'n, 'a>(node: &'n Node<'a>, key: &str) -> Option<&'n Node<'a>> {
+pub fn get<'n, 'a>(node: &'n Node<'a>, key: &str) -> Option<&'n Node<'a>> {
     entries(node)?
         .into_iter()
         .find(|(k, _)| as_str(k) == Some(key))
@@ -96,7 +96,7 @@ pub(crate) fn get<'n, 'a>(node: &'n Node<'a>, key: &str) -> Option<&'n Node<'a>>
 }
 
 /// What kind of node this is, for messages: `a string "x"`, `an integer 5`, `a mapping`.
-pub(crate) fn describe(node: &Node<'_>) -> String {
+pub fn describe(node: &Node<'_>) -> String {
     match &untagged(node).data {
         YamlData::Value(Scalar::String(s)) => format!("the string {s:?}"),
         YamlData::Representation(s, _, _) => format!("the string {s:?}"),

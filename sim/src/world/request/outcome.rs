@@ -32,7 +32,6 @@ impl World {
         outcome: Option<Outcome>,
         conn_lost: bool,
     ) {
-        let now = self.now();
         let Some(a) = self.reqs.attempts.remove(attempt) else {
             return;
         };
@@ -41,13 +40,59 @@ impl World {
         };
         let (caller, template) = (c.caller, c.template);
         let new_connection = self.reqs.templates[template as usize].new_connection;
-        let n = &mut self.nodes[caller as usize];
-        let cluster = &mut n.sidecar.clusters[a.cluster as usize];
+        let (status, error) = match result {
+            AttemptResult::Response { status, .. } => (Some(status), None),
+            AttemptResult::ConnectFailure => (None, Some("connect_failure")),
+            AttemptResult::PerTryTimeout => (None, Some("timeout")),
+            _ => (None, Some("reset")),
+        };
+        // The caller's sidecar handles the response (its bytes, TLS records) and decides
+        // on it. Charged to its cores (later work queues behind it); this response is
+        // not held back for it, a simplification worth well under a microsecond here.
+        if self.outbound_proxy() {
+            let mut cost =
+                self.cost(CostKind::OutlierUpdate, 0) + self.cost(CostKind::RetryDecision, 0);
+            if !conn_lost {
+                let response_bytes =
+                    RESPONSE_HEADER_BYTES + self.nodes[a.node as usize].app.response_bytes;
+                cost += self.costs.proxy_bytes_ns(response_bytes);
+                if a.tls {
+                    let t =
+                        self.reqs.templates[template as usize].request_bytes + REQUEST_HEADER_BYTES;
+                    cost += self.costs.tls_record_ns(response_bytes + t);
+                }
+            }
+            let _ = self.charge(caller, cost);
+        }
+        self.release_try(
+            caller,
+            &a,
+            conn_lost || new_connection,
+            outcome,
+            status,
+            error,
+        );
+        self.after_try(a.call, a.cluster, result);
+    }
+
+    /// Frees a finished or abandoned try in its caller's cluster — load-balancer
+    /// count, pool slot (closing its connection when `close`: a closed connection ends
+    /// its request with it; otherwise the pool may hand the connection to a waiting
+    /// request), outlier detection — and records it on the version it reached.
+    fn release_try(
+        &mut self,
+        caller: u32,
+        a: &Attempt,
+        close: bool,
+        outcome: Option<Outcome>,
+        status: Option<u16>,
+        error: Option<&str>,
+    ) {
+        let now = self.now();
+        let cluster = &mut self.nodes[caller as usize].sidecar.clusters[a.cluster as usize];
         cluster.lb.on_request_end(a.endpoint);
         cluster.waiting.remove(&a.request);
-        // A closed connection ends its request with it; otherwise the slot frees and
-        // the pool may hand the connection to a waiting request.
-        match a.conn.filter(|_| conn_lost || new_connection) {
+        match a.conn.filter(|_| close) {
             Some(conn) => {
                 cluster.conns.remove(&conn);
                 cluster.pool.on_connection_closed(now, conn);
@@ -58,38 +103,14 @@ impl World {
             (Some(o), Some(od)) => od.on_response(now, a.endpoint, o),
             _ => Vec::new(),
         };
-        // The caller's sidecar handles the response (its bytes, TLS records) and decides
-        // on it. Charged to its cores (later work queues behind it); this response is
-        // not held back for it, a simplification worth well under a microsecond here.
-        let mut cost =
-            self.cost(CostKind::OutlierUpdate, 0) + self.cost(CostKind::RetryDecision, 0);
-        if self.outbound_proxy() && !conn_lost {
-            let response_bytes =
-                RESPONSE_HEADER_BYTES + self.nodes[a.node as usize].app.response_bytes;
-            cost += self.costs.proxy_bytes_ns(response_bytes);
-            if a.tls {
-                let t = self.reqs.templates[template as usize].request_bytes + REQUEST_HEADER_BYTES;
-                cost += self.costs.tls_record_ns(response_bytes + t);
-            }
-        }
-        if self.outbound_proxy() {
-            let _ = self.charge(caller, cost);
-        }
         if !events.is_empty() {
             self.outlier_events(caller, a.cluster, events);
             self.schedule_sweep(caller, a.cluster);
         }
         self.drain_pool(caller, a.cluster);
         if let Some((s, v)) = self.nodes[a.node as usize].instance {
-            let id = self.topo.version_target[s][v];
-            let (status, error) = match result {
-                AttemptResult::Response { status, .. } => (Some(status), None),
-                AttemptResult::ConnectFailure => (None, Some("connect_failure")),
-                AttemptResult::PerTryTimeout => (None, Some("timeout")),
-                _ => (None, Some("reset")),
-            };
             self.metrics.finished(
-                id,
+                self.topo.version_target[s][v],
                 Done {
                     at_ns: now.as_nanos(),
                     latency_ns: now.as_nanos() - a.start.as_nanos(),
@@ -100,7 +121,6 @@ impl World {
                 },
             );
         }
-        self.after_try(a.call, a.cluster, result);
     }
 
     pub(super) fn after_try(&mut self, call: u32, cl: u32, result: AttemptResult) {
@@ -213,48 +233,16 @@ impl World {
     /// Gives up on an in-flight try: its stream is reset (HTTP/1.1: its connection is
     /// closed), its slot freed, outlier detection told.
     pub(super) fn abandon_attempt(&mut self, attempt: u32, outcome: Option<Outcome>) {
-        let now = self.now();
         let Some(a) = self.reqs.attempts.remove(attempt) else {
             return;
         };
         let caller = self.reqs.calls.get(a.call).map_or(0, |c| c.caller);
-        let cluster = &mut self.nodes[caller as usize].sidecar.clusters[a.cluster as usize];
-        cluster.lb.on_request_end(a.endpoint);
-        cluster.waiting.remove(&a.request);
-        match a.conn {
-            Some(conn) => {
-                cluster.conns.remove(&conn);
-                cluster.pool.on_connection_closed(now, conn);
-            }
-            None => cluster.pool.on_request_end(now, a.request),
-        }
-        let events = match (outcome, cluster.outlier.as_mut()) {
-            (Some(o), Some(od)) => od.on_response(now, a.endpoint, o),
-            _ => Vec::new(),
+        let error = if outcome.is_some() {
+            "timeout"
+        } else {
+            "cancelled"
         };
-        if !events.is_empty() {
-            self.outlier_events(caller, a.cluster, events);
-            self.schedule_sweep(caller, a.cluster);
-        }
-        self.drain_pool(caller, a.cluster);
-        if let Some((s, v)) = self.nodes[a.node as usize].instance {
-            let error = if outcome.is_some() {
-                "timeout"
-            } else {
-                "cancelled"
-            };
-            self.metrics.finished(
-                self.topo.version_target[s][v],
-                Done {
-                    at_ns: now.as_nanos(),
-                    latency_ns: now.as_nanos() - a.start.as_nanos(),
-                    start_ns: a.start.as_nanos(),
-                    status: None,
-                    error: Some(error),
-                    attempts: 1,
-                },
-            );
-        }
+        self.release_try(caller, &a, true, outcome, None, Some(error));
     }
 
     /// Client deadlines of workload entry `w` that are due: those requests time out.

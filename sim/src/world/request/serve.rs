@@ -166,8 +166,6 @@ impl World {
                 status,
                 reset: false,
             },
-            attempt,
-            agen,
         );
     }
 

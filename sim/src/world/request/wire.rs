@@ -284,26 +284,26 @@ impl World {
             self.send_reset(caller, callee, attempt, tag, now);
             return;
         }
-        self.send(caller, callee, bytes, ev, attempt, tag);
+        self.send(caller, callee, bytes, ev);
     }
 
     /// Puts a message on the network (zone links and faults between services); a
-    /// lost connection comes back as a reset.
-    pub(super) fn send(&mut self, from: u32, to: u32, bytes: u64, ev: Ev, attempt: u32, tag: u32) {
+    /// lost connection comes back as a reset of the try.
+    pub(super) fn send(&mut self, from: u32, to: u32, bytes: u64, ev: Ev) {
         let now = self.now();
         match self.transit(now, from, to, bytes) {
             crate::net::Transit::Deliver(at) => self.sched.schedule_at(at, ev),
             crate::net::Transit::Held => self.reqs.held.push((from, to, bytes, ev)),
             crate::net::Transit::Reset { at } | crate::net::Transit::Unreachable { at } => {
-                self.sched.schedule_at(
-                    at,
-                    Ev::Respond {
+                if let Ev::Arrive { attempt, tag } | Ev::Respond { attempt, tag, .. } = ev {
+                    let reset = Ev::Respond {
                         attempt,
                         tag,
                         status: 0,
                         reset: true,
-                    },
-                );
+                    };
+                    self.sched.schedule_at(at, reset);
+                }
             }
         }
     }
@@ -331,26 +331,9 @@ impl World {
     /// Held messages go out again (after a hold between zones or services ends).
     pub(crate) fn release_held(&mut self) {
         let held = std::mem::take(&mut self.reqs.held);
-        let now = self.now();
         for (from, to, bytes, ev) in held {
             // Still held (another hold of the zones or services) → held again.
-            match self.transit(now, from, to, bytes) {
-                crate::net::Transit::Deliver(at) => self.sched.schedule_at(at, ev),
-                crate::net::Transit::Held => self.reqs.held.push((from, to, bytes, ev)),
-                crate::net::Transit::Reset { at } | crate::net::Transit::Unreachable { at } => {
-                    if let Ev::Arrive { attempt, tag } | Ev::Respond { attempt, tag, .. } = ev {
-                        self.sched.schedule_at(
-                            at,
-                            Ev::Respond {
-                                attempt,
-                                tag,
-                                status: 0,
-                                reset: true,
-                            },
-                        );
-                    }
-                }
-            }
+            self.send(from, to, bytes, ev);
         }
     }
 }

@@ -58,16 +58,38 @@ pub fn load(
     let mut fault_configs = Vec::new();
     for (i, f) in scenario.faults.iter().enumerate() {
         if let FaultKind::Config(sources) = &f.kind {
+            // A config change applies its resources on top of `spec.mesh.config`, as
+            // `kubectl apply` does: the same kind, namespace and name replaces the
+            // scenario's resource; everything else stays.
             let path = format!("spec.faults[{i}].config");
-            let (set, _) = load_set(
+            let mut alone = Vec::new();
+            let (_, pairs) = load_set(
                 file,
                 sources,
                 &path,
                 read,
                 &mut hashed,
                 &mut inline,
-                &mut found,
+                &mut alone,
             );
+            // Read errors (a missing file) are this fault's own.
+            found.extend(
+                alone
+                    .into_iter()
+                    .filter(|f| f.path == path || f.path.starts_with(&format!("{path}["))),
+            );
+            let combined: Vec<(String, String)> =
+                config_sources.iter().cloned().chain(pairs).collect();
+            let (set, combined_found) = ConfigSet::load(&combined);
+            let main_files: Vec<&str> = config_sources.iter().map(|(n, _)| n.as_str()).collect();
+            found.extend(combined_found.into_iter().filter(|f| {
+                // The scenario's own files were reported already; a fault replacing one
+                // of their resources is the point, not a problem.
+                !main_files.contains(&f.file.as_str())
+                    && !f
+                        .message
+                        .contains("is defined again, replacing the definition")
+            }));
             check_against_topology(&scenario, &set, &mut found);
             fault_configs.push((i, set));
         }

@@ -97,3 +97,41 @@ fn scenario_documents_are_recognised() {
     );
     assert!(!crate::is_scenario(DR));
 }
+
+/// A `config` fault applies on top of `spec.mesh.config` (as `kubectl apply`): its
+/// VirtualService joins the scenario's DestinationRule, which stays, and replacing a
+/// resource of the scenario is not reported as a problem.
+#[test]
+fn a_config_fault_applies_on_top_of_the_mesh_config() {
+    const VS: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: reviews }
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - { destination: { host: reviews, subset: v3 } }
+";
+    let text = with_config("      - { file: istio/dr.yaml }\n").replace(
+        "  workload:",
+        "  faults:\n    - { at: 10s, config: [ { file: istio/vs.yaml }, { file: istio/dr.yaml } ] }\n  workload:",
+    );
+    let mut read = reader(&[("istio/dr.yaml", DR), ("istio/vs.yaml", VS)]);
+    let loaded = crate::load("s.yaml", &text, &mut read)
+        .unwrap_or_else(|f| panic!("{:?}", f.iter().map(show).collect::<Vec<_>>()));
+    let (_, set) = &loaded.fault_configs[0];
+    assert_eq!(
+        set.destination_rules().len(),
+        1,
+        "the DestinationRule is replaced, not doubled"
+    );
+    assert_eq!(set.virtual_services().len(), 1);
+    assert!(
+        loaded
+            .findings
+            .iter()
+            .all(|f| !f.message.contains("defined again")),
+        "{:?}",
+        loaded.findings.iter().map(show).collect::<Vec<_>>()
+    );
+}

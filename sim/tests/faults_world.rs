@@ -2,19 +2,11 @@
 
 use results::scenario::ScenarioResult;
 
+mod common;
+
+/// Runs `text`; everything in it must be simulated (nothing in `not_applied`).
 fn run_text(text: &str) -> ScenarioResult {
-    let loaded = scenario::load("test.yaml", text, &mut |p| Err(format!("no file {p}")))
-        .unwrap_or_else(|f| {
-            panic!(
-                "{}",
-                f.iter()
-                    .map(|f| f.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
-    let opts = sim::SimOptions::new("test.yaml");
-    let r = sim::run(&loaded, &opts, &mut |_| {}).expect("runs");
+    let r = common::run_text(text, None);
     assert!(r.not_applied.is_empty(), "{:?}", r.not_applied);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     r

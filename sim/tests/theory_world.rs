@@ -16,26 +16,15 @@ use std::time::Instant;
 use results::scenario::ScenarioResult;
 use sim::cost::CostTable;
 
-fn load(text: &str) -> scenario::Loaded {
-    scenario::load("theory.yaml", text, &mut |p| Err(format!("no file {p}"))).unwrap_or_else(|f| {
-        panic!(
-            "{}",
-            f.iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
-}
+mod common;
 
 /// Runs `text` with `seed` (or the scenario's) and `table`; reports the wall time.
 fn run_with(text: &str, seed: Option<u64>, table: CostTable) -> ScenarioResult {
-    let loaded = load(text);
-    let mut opts = sim::SimOptions::new("theory.yaml");
-    opts.seed = seed;
-    opts.cost_table = table;
     let t = Instant::now();
-    let r = sim::run(&loaded, &opts, &mut |_| {}).expect("runs");
+    let r = common::run_tuned(text, |o| {
+        o.seed = seed;
+        o.cost_table = table;
+    });
     eprintln!(
         "{}: {:?} wall, {} events",
         r.scenario.name,

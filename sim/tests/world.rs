@@ -1,22 +1,8 @@
 //! The simulated mesh, run end to end from scenario text.
 
-use results::scenario::ScenarioResult;
+mod common;
 
-fn run_text(text: &str, seed: Option<u64>) -> ScenarioResult {
-    let loaded = scenario::load("test.yaml", text, &mut |p| Err(format!("no file {p}")))
-        .unwrap_or_else(|f| {
-            panic!(
-                "{}",
-                f.iter()
-                    .map(|f| f.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
-    let mut opts = sim::SimOptions::new("test.yaml");
-    opts.seed = seed;
-    sim::run(&loaded, &opts, &mut |_| {}).expect("runs")
-}
+use common::run_text;
 
 const BASIC: &str = r#"
 apiVersion: meshrig.dev/v1

@@ -7,6 +7,7 @@
 mod echo_cmd;
 mod exit;
 mod load_cmd;
+mod proxy_cmd;
 mod route_cmd;
 mod run_cmd;
 mod summary;
@@ -36,6 +37,8 @@ enum Command {
     Route(Box<route_cmd::RouteArgs>),
     /// Run a scenario file in the simulator and check its assertions.
     Run(Box<run_cmd::RunArgs>),
+    /// Run the sidecar proxy on real sockets (outbound, inbound, admin listeners).
+    Proxy(Box<proxy_cmd::ProxyArgs>),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate_cmd::run(args),
         Command::Route(args) => route_cmd::run(*args),
         Command::Run(args) => run_cmd::run(*args),
+        Command::Proxy(args) => proxy_cmd::run(*args),
     };
     exit::report("meshrig", outcome)
 }

@@ -5,6 +5,7 @@ mod echo;
 mod engine;
 mod golden;
 mod load;
+mod proxy;
 mod route;
 mod run;
 mod support;

@@ -1,0 +1,37 @@
+//! The admin listener: `/ready` (200 once the proxy listens), `/config_dump` (the
+//! snapshot as JSON), `/metrics` (Prometheus text). Anything else is a 404.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::ProxyBody;
+use crate::mesh::Mesh;
+use crate::outbound::local;
+
+/// Handles one admin request.
+pub fn handle(mesh: &Arc<Mesh>, request: &Request<Incoming>) -> Response<ProxyBody> {
+    match request.uri().path() {
+        "/ready" => local(StatusCode::OK, "ready\n"),
+        "/config_dump" => match serde_json::to_vec_pretty(&*mesh.snapshot) {
+            Ok(json) => with_type(local(StatusCode::OK, json), "application/json"),
+            Err(e) => local(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        },
+        "/metrics" => with_type(
+            local(StatusCode::OK, mesh.metrics.render()),
+            "text/plain; version=0.0.4",
+        ),
+        _ => local(
+            StatusCode::NOT_FOUND,
+            "not found: try /ready, /config_dump or /metrics\n",
+        ),
+    }
+}
+
+fn with_type(mut response: Response<ProxyBody>, content_type: &'static str) -> Response<ProxyBody> {
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
+    response
+}

@@ -1,0 +1,60 @@
+//! `mesh-proxy` — the real-network sidecar: a tokio + hyper driver of mesh-core.
+//!
+//! The proxy holds no policy logic of its own. Every decision — which route, which
+//! destination of a split, whether to inject a fault, which endpoint, whether to
+//! retry and after what backoff, whether to eject an endpoint, whether a request is
+//! authorized — is mesh-core's, driven with `now` from a monotonic clock
+//! ([`clock::Clock`]) and a seeded [`rand::rngs::SmallRng`]. This crate only moves
+//! bytes, keeps per-cluster state and counts.
+//!
+//! Listeners (each optional, all HTTP/1.1):
+//! * **outbound** ([`outbound`]): the `Host` header names the destination service;
+//!   routes with [`mesh_core::route::decide`], then runs the try loop (load balancer,
+//!   outlier detector, retry state and budget) against pooled upstream connections.
+//! * **inbound** ([`inbound`]): authorizes with [`mesh_core::security::evaluate`] over
+//!   the snapshot's `inbound_authz`, then forwards to the local application.
+//! * **admin** ([`admin`]): `/ready`, `/config_dump`, `/metrics` (Prometheus text).
+//!
+//! What it is not (yet): no mTLS, no HTTP/2, no control-plane subscription (the
+//! configuration is static), no connection-pool limits (circuit breaking), no
+//! mirroring, no header operations or authority rewrites.
+
+pub mod admin;
+pub mod body;
+pub mod clock;
+pub mod inbound;
+pub mod mesh;
+pub mod metrics;
+pub mod outbound;
+pub mod registry;
+pub mod server;
+pub mod upstream;
+
+pub use mesh::Mesh;
+pub use registry::{RegistryFile, RegistryFileError};
+pub use server::{Listeners, Proxy};
+
+/// Envoy-like response flags, in the `x-meshrig-flags` header of responses the proxy
+/// answers itself (and of delayed ones) and in the `response_flags` metric label.
+pub mod flags {
+    /// No healthy upstream: every endpoint ejected, or none at all.
+    pub const NO_HEALTHY_UPSTREAM: &str = "UH";
+    /// Upstream connection failure (refused, reset before a response).
+    pub const UPSTREAM_FAILURE: &str = "UF";
+    /// Upstream retry limit exceeded: the last try's failure is returned.
+    pub const RETRY_LIMIT_EXCEEDED: &str = "URX";
+    /// Upstream overflow: the retry budget was exhausted.
+    pub const UPSTREAM_OVERFLOW: &str = "UO";
+    /// Upstream request timeout (route or per-try).
+    pub const UPSTREAM_TIMEOUT: &str = "UT";
+    /// The request was delayed by fault injection.
+    pub const DELAY_INJECTED: &str = "DI";
+    /// The request was aborted by fault injection.
+    pub const FAULT_INJECTED: &str = "FI";
+    /// No route: a VirtualService claims the host but no rule matched.
+    pub const NO_ROUTE: &str = "NR";
+    /// No cluster: the destination host is not a service this proxy knows.
+    pub const NO_CLUSTER: &str = "NC";
+    /// The header carrying the flags.
+    pub const HEADER: &str = "x-meshrig-flags";
+}

@@ -1,0 +1,472 @@
+//! The outbound listener: requests from the local application to a mesh service.
+//!
+//! Per request, as the simulator's sidecar does (`sim/src/world/request/send.rs`):
+//! [`decide`] the route (direct response, redirect, `404 NR`, fault delay and abort,
+//! or forward), then the try loop — [`LoadBalancer::pick`](mesh_core::lb::LoadBalancer::pick)
+//! skipping ejected and already-tried endpoints, one upstream try bounded by the
+//! per-try and route deadlines of [`RetryState`], the outcome to the
+//! [`OutlierDetector`](mesh_core::outlier::OutlierDetector) and to
+//! [`RetryState::on_attempt_result`] with the cluster's retry budget, then the
+//! backoff and another try, or the answer.
+//!
+//! Request bodies up to [`MAX_BUFFERED_BODY_BYTES`] are buffered so retries replay
+//! them; larger ones are streamed and not retried. Responses are streamed back.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HOST, LOCATION};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use mesh_core::lb::PickContext;
+use mesh_core::outlier::Outcome;
+use mesh_core::retry::{AttemptResult, GiveUpReason, RetryDecision, RetryPolicy, RetryState};
+use mesh_core::route::{RouteOutcome, RouteRequest, RouteRetries, decide};
+
+use crate::body::{MAX_BUFFERED_BODY_BYTES, ProxyBody, RequestBody, buffer, full};
+use crate::flags;
+use crate::mesh::{Cluster, Mesh, lock};
+use crate::metrics::Reporter;
+use crate::upstream::UpstreamError;
+
+/// What the route decision asks for.
+#[derive(Debug)]
+struct Plan {
+    host: String,
+    subset: Option<String>,
+    retry: RetryPolicy,
+    timeout: Option<Duration>,
+    delay: Option<Duration>,
+    abort: Option<u16>,
+    path: Option<String>,
+}
+
+/// The answer and what the metrics record about it.
+struct Answer {
+    response: Response<ProxyBody>,
+    destination: String,
+    flags: Vec<&'static str>,
+}
+
+/// Handles one request on the outbound listener.
+pub async fn handle(mesh: Arc<Mesh>, request: Request<Incoming>) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let Answer {
+        mut response,
+        destination,
+        flags,
+    } = route(&mesh, request).await;
+    let flags = flags.join(",");
+    if !flags.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&flags)
+    {
+        response.headers_mut().insert(flags::HEADER, v);
+    }
+    mesh.metrics.record(
+        Reporter::Source,
+        &mesh.snapshot.proxy.workload,
+        &destination,
+        response.status().as_u16(),
+        &flags,
+        started.elapsed(),
+    );
+    response
+}
+
+/// A response the proxy makes itself.
+pub fn local(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("text/plain"));
+    response
+}
+
+fn answer(response: Response<ProxyBody>, destination: &str, flags: Vec<&'static str>) -> Answer {
+    Answer {
+        response,
+        destination: destination.to_owned(),
+        flags,
+    }
+}
+
+async fn route(mesh: &Mesh, request: Request<Incoming>) -> Answer {
+    let (parts, body) = request.into_parts();
+    let authority = parts
+        .headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+        .to_owned();
+    if authority.is_empty() {
+        let r = local(StatusCode::BAD_REQUEST, "missing Host header\n");
+        return answer(r, "unknown", Vec::new());
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let snapshot = &mesh.snapshot;
+    let req = RouteRequest {
+        authority: &authority,
+        method: parts.method.as_str(),
+        path: &path,
+        scheme: "http",
+        headers: &headers,
+        source_labels: &snapshot.proxy.labels,
+        source_namespace: &snapshot.proxy.namespace,
+        gateway: "mesh",
+    };
+    let decision = decide(&snapshot.routes, &req, &mut *mesh.rng(), false);
+    let destination = decision.trace.host.clone();
+    let plan = match decision.outcome {
+        RouteOutcome::Passthrough {
+            destination,
+            retries,
+        } => Plan {
+            host: destination.host,
+            subset: None,
+            retry: retry_policy(&retries),
+            timeout: None,
+            delay: None,
+            abort: None,
+            path: None,
+        },
+        RouteOutcome::Forward(f) => {
+            let d = f.destination();
+            Plan {
+                host: d.host.clone(),
+                subset: d.subset.clone(),
+                retry: retry_policy(&f.retries),
+                timeout: f.timeout,
+                delay: f.delay,
+                abort: f.abort,
+                path: f.rewritten_path.clone(),
+            }
+        }
+        RouteOutcome::Redirect(r) => {
+            // The request's port stays unless the redirect sets one or a new scheme.
+            let port = match (r.port, &r.scheme) {
+                (Some(p), _) => Some(p.to_string()),
+                (None, None) => port_of(&authority).map(str::to_owned),
+                (None, Some(_)) => None,
+            };
+            let location = format!(
+                "{}://{}{}{}",
+                r.scheme.as_deref().unwrap_or("http"),
+                r.authority.as_deref().unwrap_or(authority_host(&authority)),
+                port.map(|p| format!(":{p}")).unwrap_or_default(),
+                r.uri.as_deref().unwrap_or(&path),
+            );
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+            let mut response = local(status, "");
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(LOCATION, v);
+            }
+            return answer(response, &destination, Vec::new());
+        }
+        RouteOutcome::DirectResponse { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let response = local(status, body.unwrap_or_default());
+            return answer(response, &destination, Vec::new());
+        }
+        RouteOutcome::NoRoute => {
+            let response = local(StatusCode::NOT_FOUND, "no route\n");
+            return answer(response, &destination, vec![flags::NO_ROUTE]);
+        }
+    };
+    let destination = plan.host.clone();
+    let mut flags = Vec::new();
+    if let Some(delay) = plan.delay {
+        tokio::time::sleep(delay).await;
+        flags.push(flags::DELAY_INJECTED);
+    }
+    if let Some(status) = plan.abort {
+        flags.push(flags::FAULT_INJECTED);
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return answer(local(status, "fault filter abort\n"), &destination, flags);
+    }
+    let Some(cluster) = mesh.cluster(&plan.host, plan.subset.as_deref()) else {
+        flags.push(flags::NO_CLUSTER);
+        let body = format!("no cluster for {}\n", plan.host);
+        return answer(
+            local(StatusCode::SERVICE_UNAVAILABLE, body),
+            &destination,
+            flags,
+        );
+    };
+    let body = match buffer(body, MAX_BUFFERED_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            let r = local(
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body: {e}\n"),
+            );
+            return answer(r, &destination, flags);
+        }
+    };
+    let head = Head {
+        method: parts.method,
+        path: plan.path.clone().unwrap_or(path),
+        headers: forwarded_headers(&parts.headers),
+    };
+    let response = tries(mesh, &cluster, plan, head, body, &mut flags).await;
+    answer(response, &destination, flags)
+}
+
+/// The port of `host:port`, if any.
+fn port_of(authority: &str) -> Option<&str> {
+    authority
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .filter(|p| p.parse::<u16>().is_ok())
+}
+
+/// `host:port` without the port.
+fn authority_host(authority: &str) -> &str {
+    match port_of(authority) {
+        Some(p) => &authority[..authority.len() - p.len() - 1],
+        None => authority,
+    }
+}
+
+/// The parts of the request every try sends.
+#[derive(Debug)]
+struct Head {
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+}
+
+impl Head {
+    fn request(&self, body: ProxyBody) -> Option<Request<ProxyBody>> {
+        let mut request = Request::builder()
+            .method(self.method.clone())
+            .uri(self.path.as_str())
+            .body(body)
+            .ok()?;
+        *request.headers_mut() = self.headers.clone();
+        Some(request)
+    }
+}
+
+/// The try loop. Ends the request in the cluster's retry budget on every path.
+async fn tries(
+    mesh: &Mesh,
+    cluster: &Mutex<Cluster>,
+    plan: Plan,
+    head: Head,
+    body: RequestBody,
+    flags: &mut Vec<&'static str>,
+) -> Response<ProxyBody> {
+    let (replayable, mut streaming) = match body {
+        RequestBody::Buffered(b) => (Some(b), None),
+        RequestBody::Streaming(p) => (None, Some(p)),
+    };
+    let policy = if replayable.is_some() {
+        plan.retry
+    } else {
+        RetryPolicy::disabled()
+    };
+    lock(cluster).budget.on_request_start();
+    let mut state = RetryState::start(policy, mesh.now(), plan.timeout);
+    let response = loop {
+        let now = mesh.now();
+        // The route deadline may have passed during a backoff.
+        if state.poll_timeout().is_some_and(|d| now >= d) {
+            let decision = {
+                let mut c = lock(cluster);
+                state.handle_timeout(now, &mut c.budget, &mut *mesh.rng())
+            };
+            if decision.is_some() {
+                flags.push(flags::UPSTREAM_TIMEOUT);
+                break local(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout\n");
+            }
+        }
+        let picked = {
+            let mut c = lock(cluster);
+            c.sweep(now);
+            let ctx = PickContext {
+                exclude: state.excluded_endpoints(),
+                ..Default::default()
+            };
+            let Cluster { lb, outlier, .. } = &mut *c;
+            let pick = match outlier.as_ref().filter(|od| od.ejected_count() > 0) {
+                Some(od) => lb.pick(&ctx, |id| !od.is_ejected(id), &mut *mesh.rng()),
+                None => lb.pick_all_healthy(&ctx, &mut *mesh.rng()),
+            };
+            match pick {
+                Ok(p) => c.address(p.endpoint).map(|a| (p.endpoint, a.to_owned())),
+                Err(_) => None,
+            }
+        };
+        let Some((endpoint, address)) = picked else {
+            flags.push(flags::NO_HEALTHY_UPSTREAM);
+            break local(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n");
+        };
+        let Ok(start) = state.on_attempt_start(now, endpoint) else {
+            flags.push(flags::UPSTREAM_FAILURE);
+            break local(StatusCode::SERVICE_UNAVAILABLE, "upstream try refused\n");
+        };
+        let body = match (&replayable, streaming.take()) {
+            (Some(b), _) => full(b.clone()),
+            (None, Some(p)) => p.boxed(),
+            (None, None) => crate::body::empty(),
+        };
+        let Some(request) = head.request(body) else {
+            break local(StatusCode::BAD_REQUEST, "bad request\n");
+        };
+        lock(cluster).lb.on_request_start(endpoint);
+        let send = mesh.upstreams.send(&address, request);
+        let sent = match start.deadline {
+            Some(d) => tokio::time::timeout_at(mesh.clock.instant(d).into(), send)
+                .await
+                .ok(),
+            None => Some(send.await),
+        };
+        let now = mesh.now();
+        let timed_out = sent.is_none();
+        let (result, outcome, upstream) = match sent {
+            None => (AttemptResult::PerTryTimeout, Outcome::Timeout, None),
+            Some(Ok(r)) => {
+                let status = r.status().as_u16();
+                (
+                    AttemptResult::http(status),
+                    Outcome::Http { status },
+                    Some(r),
+                )
+            }
+            Some(Err(UpstreamError::Connect { .. })) => {
+                (AttemptResult::ConnectFailure, Outcome::ConnectFailure, None)
+            }
+            Some(Err(UpstreamError::Reset { .. })) => (AttemptResult::Reset, Outcome::Reset, None),
+        };
+        let decision = {
+            let mut c = lock(cluster);
+            c.lb.on_request_end(endpoint);
+            if let Some(od) = &mut c.outlier {
+                let _ = od.on_response(now, endpoint, outcome);
+            }
+            let mut rng = mesh.rng();
+            if timed_out {
+                state.handle_timeout(now, &mut c.budget, &mut *rng)
+            } else {
+                state
+                    .on_attempt_result(now, result, &mut c.budget, &mut *rng)
+                    .ok()
+            }
+        };
+        let failed = |flags: &mut Vec<&'static str>| match result {
+            AttemptResult::PerTryTimeout => {
+                flags.push(flags::UPSTREAM_TIMEOUT);
+                local(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout\n")
+            }
+            _ => {
+                flags.push(flags::UPSTREAM_FAILURE);
+                local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream connect error or reset\n",
+                )
+            }
+        };
+        match decision {
+            Some(RetryDecision::Retry { retry_at, .. }) => {
+                drop(upstream);
+                tokio::time::sleep_until(mesh.clock.instant(retry_at).into()).await;
+            }
+            Some(RetryDecision::GiveUp {
+                reason: GiveUpReason::Timeout { .. },
+                ..
+            }) => {
+                flags.push(flags::UPSTREAM_TIMEOUT);
+                break local(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout\n");
+            }
+            Some(RetryDecision::GiveUp { attempts, reason }) => {
+                match reason {
+                    GiveUpReason::BudgetExhausted(_) => flags.push(flags::UPSTREAM_OVERFLOW),
+                    GiveUpReason::AttemptsExhausted { .. } if attempts > 1 => {
+                        flags.push(flags::RETRY_LIMIT_EXCEEDED);
+                    }
+                    _ => {}
+                }
+                break match upstream {
+                    Some(r) => upstream_response(r),
+                    None => failed(flags),
+                };
+            }
+            Some(RetryDecision::Complete { .. }) | None => {
+                break match upstream {
+                    Some(r) => upstream_response(r),
+                    None => failed(flags),
+                };
+            }
+        }
+    };
+    let mut c = lock(cluster);
+    state.cancel(&mut c.budget);
+    c.budget.on_request_end();
+    response
+}
+
+/// mesh-core's retry policy for a route's `retries`, as the simulator builds it.
+fn retry_policy(r: &RouteRetries) -> RetryPolicy {
+    if r.istio_default {
+        return RetryPolicy::istio_default();
+    }
+    let mut p = RetryPolicy::configured(r.attempts, Some(&r.retry_on))
+        .unwrap_or_else(|_| RetryPolicy::istio_default());
+    p.per_try_timeout = r.per_try_timeout;
+    p
+}
+
+/// Hop-by-hop headers: they describe one connection and are not forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The headers to forward: without hop-by-hop headers, those `connection` names, and
+/// `transfer-encoding` (hyper frames the body itself).
+pub fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<String> = headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = headers.clone();
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(["transfer-encoding"])
+        .chain(named.iter().map(String::as_str))
+    {
+        out.remove(name);
+    }
+    out
+}
+
+/// An upstream response, streamed back without its hop-by-hop headers.
+pub fn upstream_response(response: Response<Incoming>) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    parts.headers = forwarded_headers(&parts.headers);
+    Response::from_parts(parts, body.boxed())
+}

@@ -1,0 +1,283 @@
+//! `meshrig proxy` — the sidecar, standalone on real sockets.
+//!
+//! Loads the Istio configuration set and the registry file, compiles the proxy's
+//! snapshot with mesh-core, binds the listeners asked for, prints one
+//! `<listener> listening on ADDR` line per listener and then `ready` on stdout (so
+//! tests and scripts can use port 0), and serves until SIGINT or SIGTERM.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use mesh_core::Locality;
+use mesh_core::compile::{ProxyId, snapshot};
+use mesh_core::config::{ConfigSet, Severity};
+use mesh_proxy::{Listeners, Mesh, Proxy, RegistryFile};
+
+use crate::exit::usage;
+
+/// Run the sidecar proxy: outbound (routing, load balancing, retries, faults),
+/// inbound (authorization), admin (/ready, /config_dump, /metrics).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Registry file (JSON): the services and where their instances listen\n  \
+    {\"services\": [\n    \
+      {\"name\": \"reviews\", \"namespace\": \"default\", \"instances\": [\n      \
+        {\"address\": \"127.0.0.1:9081\", \"labels\": {\"app\": \"reviews\", \"version\": \"v1\"}, \"zone\": \"a\"},\n      \
+        {\"address\": \"127.0.0.1:9082\", \"labels\": {\"app\": \"reviews\", \"version\": \"v2\"}}]}]}\n\
+  namespace defaults to \"default\"; per instance also region, service_account, weight.\n\n\
+Outbound requests name their destination in the Host header (`reviews`,\n\
+`reviews.default.svc.cluster.local`). Answers the proxy makes itself carry\n\
+`x-meshrig-flags` (UH no healthy upstream, UF connect failure/reset, URX retries\n\
+exhausted, UO retry budget exhausted, UT timeout, DI delay injected, FI fault abort,\n\
+NR no route, NC no cluster).\n\n\
+Example:\n  \
+    meshrig proxy --config istio/ --registry registry.json --service productpage \\\n    \
+      --label app=productpage --outbound 127.0.0.1:15001 --inbound 127.0.0.1:15006 \\\n    \
+      --app 127.0.0.1:8080 --admin 127.0.0.1:15000\n  \
+    curl -H 'Host: reviews' http://127.0.0.1:15001/"
+)]
+pub struct ProxyArgs {
+    /// Istio YAML file or directory (repeatable); together they form one configuration set.
+    #[arg(long = "config", value_name = "FILE_OR_DIR")]
+    config: Vec<PathBuf>,
+
+    /// Registry file (JSON, see below): services and their instances.
+    #[arg(long, value_name = "FILE")]
+    registry: PathBuf,
+
+    /// The service this proxy is the sidecar of (its workload name).
+    #[arg(long, value_name = "NAME")]
+    service: String,
+
+    /// The proxy's namespace.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+
+    /// A label of the proxy's workload, `k=v` (repeatable, or comma-separated).
+    #[arg(long = "label", value_name = "K=V")]
+    labels: Vec<String>,
+
+    /// The workload's service account.
+    #[arg(long, default_value = "default")]
+    service_account: String,
+
+    /// The proxy's zone (locality-aware load balancing).
+    #[arg(long, default_value = "")]
+    zone: String,
+
+    /// The proxy's region (locality-aware load balancing).
+    #[arg(long, default_value = "")]
+    region: String,
+
+    /// Outbound listener (IP:PORT; Istio uses 15001).
+    #[arg(long, value_name = "IP:PORT")]
+    outbound: Option<String>,
+
+    /// Inbound listener (IP:PORT; Istio uses 15006); needs --app.
+    #[arg(long, value_name = "IP:PORT", requires = "app")]
+    inbound: Option<String>,
+
+    /// The local application inbound requests are forwarded to.
+    #[arg(long, value_name = "IP:PORT")]
+    app: Option<String>,
+
+    /// Admin listener (IP:PORT; Istio uses 15000).
+    #[arg(long, value_name = "IP:PORT")]
+    admin: Option<String>,
+
+    /// Seed for every draw (weighted splits, fault percentages, load balancing, backoff).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Tokio worker threads. Default: one per core.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+fn addr(flag: &str, value: Option<&String>) -> anyhow::Result<Option<SocketAddr>> {
+    value
+        .map(|v| {
+            v.parse().map_err(|_| {
+                usage(format!(
+                    "{flag}: '{v}' is not an IP:PORT address (e.g. 127.0.0.1:15001, port 0 for any free port)"
+                ))
+            })
+        })
+        .transpose()
+}
+
+pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let listeners = Listeners {
+        outbound: addr("--outbound", args.outbound.as_ref())?,
+        inbound: addr("--inbound", args.inbound.as_ref())?,
+        app: addr("--app", args.app.as_ref())?,
+        admin: addr("--admin", args.admin.as_ref())?,
+    };
+    if listeners.outbound.is_none() && listeners.inbound.is_none() && listeners.admin.is_none() {
+        return Err(usage(
+            "nothing to listen on: give --outbound, --inbound (with --app) and/or --admin",
+        ));
+    }
+    let mut labels = BTreeMap::new();
+    for kv in args.labels.iter().flat_map(|l| l.split(',')) {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            usage(format!(
+                "--label '{kv}' is not a label (expected k=v, e.g. app=reviews)"
+            ))
+        })?;
+        labels.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    if matches!(args.threads, Some(0)) {
+        return Err(usage("--threads: must be at least 1"));
+    }
+    let text = std::fs::read_to_string(&args.registry)
+        .map_err(|e| usage(format!("--registry {}: {e}", args.registry.display())))?;
+    let registry = RegistryFile::parse(&text)
+        .map_err(|e| usage(format!("--registry {}: {e}", args.registry.display())))?
+        .to_registry();
+    let sources = if args.config.is_empty() {
+        Vec::new()
+    } else {
+        crate::validate_cmd::read_sources(&args.config)?
+    };
+    let (set, findings) = ConfigSet::load(&sources);
+    let errors: Vec<_> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    if !errors.is_empty() {
+        for f in &errors {
+            eprintln!("{f}");
+        }
+        return Err(usage(format!(
+            "the configuration has {} error(s); run `meshrig validate` for every finding",
+            errors.len()
+        )));
+    }
+    let mut proxy = ProxyId::new(&args.service, &args.namespace);
+    proxy.labels = labels;
+    proxy.service_account = args.service_account;
+    let snap = snapshot(&set, &registry, &proxy, 1);
+    let locality = Locality {
+        region: args.region,
+        zone: args.zone,
+        subzone: String::new(),
+    };
+    let mesh = Arc::new(Mesh::new(set, snap, locality, args.seed));
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build()?;
+    runtime.block_on(serve(mesh, listeners))?;
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(mesh: Arc<Mesh>, listeners: Listeners) -> anyhow::Result<()> {
+    let stop = stop_signal()?;
+    let proxy = Proxy::bind(mesh.clone(), &listeners).await?;
+    let (outbound, inbound, admin) = proxy.local_addrs();
+    {
+        let mut out = std::io::stdout().lock();
+        for (name, a) in [
+            ("outbound", outbound),
+            ("inbound", inbound),
+            ("admin", admin),
+        ] {
+            if let Some(a) = a {
+                let _ = writeln!(out, "{name} listening on {a}");
+            }
+        }
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    }
+    eprintln!(
+        "meshrig proxy: {} in {}: {} VirtualService(s), {} cluster(s), {} inbound policy(ies)",
+        mesh.snapshot.proxy.workload,
+        mesh.snapshot.proxy.namespace,
+        mesh.snapshot.routes.services().len(),
+        mesh.snapshot.clusters.len(),
+        mesh.snapshot.inbound_authz.len(),
+    );
+    proxy
+        .serve(async move {
+            let signal = stop.await;
+            eprintln!("meshrig proxy: {signal}: shutting down");
+        })
+        .await;
+    Ok(())
+}
+
+/// Resolves with the signal's name on the first SIGINT or SIGTERM.
+#[cfg(unix)]
+fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    })
+}
+
+/// Resolves on the first Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ProxyArgs,
+    }
+
+    fn run_with(argv: &[&str]) -> anyhow::Result<ExitCode> {
+        let base = ["proxy", "--registry", "/nonexistent/registry.json"];
+        let cli = Cli::try_parse_from(base.iter().chain(argv.iter()).copied())?;
+        run(cli.args)
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors_naming_the_flag() {
+        for (argv, says) in [
+            (
+                &["--service", "a", "--outbound", "localhost"][..],
+                "--outbound",
+            ),
+            (&["--service", "a"], "nothing to listen on"),
+            (
+                &["--service", "a", "--admin", "127.0.0.1:0", "--label", "app"],
+                "--label",
+            ),
+            (
+                &["--service", "a", "--admin", "127.0.0.1:0", "--threads", "0"],
+                "--threads",
+            ),
+            (&["--service", "a", "--admin", "127.0.0.1:0"], "--registry"),
+        ] {
+            let err = run_with(argv).expect_err("should fail");
+            assert!(
+                err.downcast_ref::<crate::exit::UsageError>().is_some(),
+                "{argv:?}: not a usage error: {err}"
+            );
+            assert!(err.to_string().contains(says), "{argv:?}: {err}");
+        }
+    }
+}

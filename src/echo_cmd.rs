@@ -15,6 +15,7 @@ use loadgen::echo::{self, EchoConfig, EchoService, TlsConfigError, TlsServerConf
 use results::units::{format_duration, parse_duration, parse_size};
 
 use crate::exit::usage;
+use crate::signals::stop_signal;
 
 /// Run an echo/test server: echoes requests, shaped by Fortio-compatible query
 /// parameters (delay, status, size, header, close); /healthz, /debug and /stats are
@@ -207,29 +208,6 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         summary.stats.requests_total, summary.stats.connections_total
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves with the signal's name on the first SIGINT or SIGTERM.
-#[cfg(unix)]
-fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        }
-    })
-}
-
-/// Resolves on the first Ctrl-C.
-#[cfg(not(unix))]
-fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
-    Ok(async {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
-    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod load_cmd;
 mod proxy_cmd;
 mod route_cmd;
 mod run_cmd;
+mod signals;
 mod summary;
 mod validate_cmd;
 

@@ -18,6 +18,7 @@ use mesh_core::config::{ConfigSet, Severity};
 use mesh_proxy::{Listeners, Mesh, Proxy, RegistryFile};
 
 use crate::exit::usage;
+use crate::signals::stop_signal;
 
 /// Run the sidecar proxy: outbound (routing, load balancing, retries, faults),
 /// inbound (authorization), admin (/ready, /config_dump, /metrics).
@@ -211,29 +212,6 @@ async fn serve(mesh: Arc<Mesh>, listeners: Listeners) -> anyhow::Result<()> {
         })
         .await;
     Ok(())
-}
-
-/// Resolves with the signal's name on the first SIGINT or SIGTERM.
-#[cfg(unix)]
-fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        }
-    })
-}
-
-/// Resolves on the first Ctrl-C.
-#[cfg(not(unix))]
-fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
-    Ok(async {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
-    })
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use mesh_core::lb::PickContext;
 use mesh_core::outlier::Outcome;
 use mesh_core::retry::{AttemptResult, GiveUpReason, RetryDecision, RetryPolicy, RetryState};
-use mesh_core::route::{RouteOutcome, RouteRequest, RouteRetries, decide};
+use mesh_core::route::{RouteOutcome, RouteRequest, decide};
 
 use crate::body::{MAX_BUFFERED_BODY_BYTES, ProxyBody, RequestBody, buffer, full};
 use crate::flags;
@@ -137,7 +137,7 @@ async fn route(mesh: &Mesh, request: Request<Incoming>) -> Answer {
         } => Plan {
             host: destination.host,
             subset: None,
-            retry: retry_policy(&retries),
+            retry: RetryPolicy::from_route(&retries),
             timeout: None,
             delay: None,
             abort: None,
@@ -148,7 +148,7 @@ async fn route(mesh: &Mesh, request: Request<Incoming>) -> Answer {
             Plan {
                 host: d.host.clone(),
                 subset: d.subset.clone(),
-                retry: retry_policy(&f.retries),
+                retry: RetryPolicy::from_route(&f.retries),
                 timeout: f.timeout,
                 delay: f.delay,
                 abort: f.abort,
@@ -420,16 +420,6 @@ async fn tries(
 }
 
 /// mesh-core's retry policy for a route's `retries`, as the simulator builds it.
-fn retry_policy(r: &RouteRetries) -> RetryPolicy {
-    if r.istio_default {
-        return RetryPolicy::istio_default();
-    }
-    let mut p = RetryPolicy::configured(r.attempts, Some(&r.retry_on))
-        .unwrap_or_else(|_| RetryPolicy::istio_default());
-    p.per_try_timeout = r.per_try_timeout;
-    p
-}
-
 /// Hop-by-hop headers: they describe one connection and are not forwarded.
 const HOP_BY_HOP: [&str; 8] = [
     "connection",

@@ -197,6 +197,20 @@ impl RetryPolicy {
         }
     }
 
+    /// The policy a route's `retries` stand for: Istio's default when the route says
+    /// nothing, else the configured attempts, `retryOn` and `perTryTimeout`. The route
+    /// table has already checked `retryOn`; an unparsable one (not reachable from
+    /// validated config) falls back to the default. Both drivers call this.
+    pub fn from_route(r: &crate::route::RouteRetries) -> Self {
+        if r.istio_default {
+            return RetryPolicy::istio_default();
+        }
+        let mut p = RetryPolicy::configured(r.attempts, Some(&r.retry_on))
+            .unwrap_or_else(|_| RetryPolicy::istio_default());
+        p.per_try_timeout = r.per_try_timeout;
+        p
+    }
+
     /// A configured policy, built as Istio's `ConvertPolicy` does: the default with
     /// `attempts` overridden and, when `retry_on` is given, the conditions and status
     /// codes replaced by its parse ([`RetryPolicy::parse_retry_on`]).

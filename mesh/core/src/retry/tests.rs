@@ -447,3 +447,22 @@ proptest! {
         prop_assert_eq!(go(), go());
     }
 }
+
+/// A route's `retries` become the policy both drivers run: Istio's default when the
+/// route says nothing, else exactly what it configures.
+#[test]
+fn route_retries_become_the_policy() {
+    let default = RetryPolicy::from_route(&crate::route::RouteRetries::istio_default());
+    assert_eq!(default, RetryPolicy::istio_default());
+    let configured = RetryPolicy::from_route(&crate::route::RouteRetries {
+        attempts: 3,
+        per_try_timeout: Some(Duration::from_millis(250)),
+        retry_on: std::sync::Arc::from("5xx,reset"),
+        istio_default: false,
+    });
+    assert_eq!(configured.attempts, 3);
+    assert_eq!(configured.per_try_timeout, Some(Duration::from_millis(250)));
+    assert!(configured.retry_on.contains(&RetryOn::FiveXx));
+    assert!(configured.retry_on.contains(&RetryOn::Reset));
+    assert!(!configured.retry_on.contains(&RetryOn::ConnectFailure));
+}

@@ -15,7 +15,7 @@ use mesh_core::cost::{Cost, CostKind, TlsRole};
 use mesh_core::outlier::Outcome;
 use mesh_core::pool::{ConnectionId, FailReason, PoolAction, RequestId};
 use mesh_core::retry::{AttemptResult, GiveUpReason, RetryDecision, RetryPolicy, RetryState};
-use mesh_core::route::{RouteOutcome, RouteRequest, RouteRetries, decide};
+use mesh_core::route::{RouteOutcome, RouteRequest, decide};
 use mesh_core::security::client_tls::{AutoMtls, HandshakeOutcome};
 use mesh_core::security::{
     AuthzDecision, ClientTlsMode, RequestAttributes, decide_client_tls, handshake_outcome,
@@ -255,16 +255,6 @@ pub(crate) fn mean_rate(w: &scenario::Workload, scenario_ns: u64, run_ns: u64) -
         .map(|i| profile.rate_at(ran * i / steps + ran / (2 * steps), span))
         .sum();
     Some((total / steps as f64 * 1000.0).round() / 1000.0)
-}
-
-fn retry_policy(r: &RouteRetries) -> RetryPolicy {
-    if r.istio_default {
-        return RetryPolicy::istio_default();
-    }
-    let mut p = RetryPolicy::configured(r.attempts, Some(&r.retry_on))
-        .unwrap_or_else(|_| RetryPolicy::istio_default());
-    p.per_try_timeout = r.per_try_timeout;
-    p
 }
 
 fn ns(d: u64) -> Duration {

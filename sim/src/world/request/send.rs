@@ -164,7 +164,7 @@ impl World {
             } => Plan {
                 host: destination.host,
                 subset: None,
-                retry: retry_policy(&retries),
+                retry: RetryPolicy::from_route(&retries),
                 timeout: None,
                 delay: None,
                 abort: None,
@@ -175,7 +175,7 @@ impl World {
                 Plan {
                     host: d.host.clone(),
                     subset: d.subset.clone(),
-                    retry: retry_policy(&f.retries),
+                    retry: RetryPolicy::from_route(&f.retries),
                     timeout: f.timeout,
                     delay: f.delay,
                     abort: f.abort,

@@ -27,9 +27,22 @@ spec:
 #[test]
 fn basic_two_tier_run() {
     let r = run_text(BASIC, None);
-    let s = serde_json::to_string_pretty(&r).unwrap();
-    eprintln!("{}", &s[..s.len().min(3000)]);
     assert_eq!(r.totals.requests_total, 200);
+    // web waits for db: its latency includes db's 1 ms and both hops' sidecars.
+    let (web, db) = (&r.services["web"].latency_us, &r.services["db"].latency_us);
+    assert!(
+        db.p50 >= 1_000,
+        "db p50 {} µs below its 1 ms service time",
+        db.p50
+    );
+    assert!(
+        web.p50 >= db.p50 + 1_000,
+        "web p50 {} µs, db p50 {} µs",
+        web.p50,
+        db.p50
+    );
+    assert_eq!(r.edges["client->web"].requests_total, 200);
+    assert_eq!(r.edges["web->db"].requests_total, 200);
     assert_eq!(r.totals.success_total, 200);
     assert_eq!(r.services["db"].requests_total, 200);
     assert!(r.assertions.iter().all(|a| a.passed), "{:?}", r.assertions);
@@ -76,23 +89,28 @@ spec:
 #[test]
 fn outlier_detection_ejects_the_failing_instance() {
     let r = run_text(OUTLIER, None);
-    eprintln!("{:#?}", r.assertions);
-    eprintln!("{:?}", r.events_total);
-    for e in r.events.iter().filter(|e| e.kind.contains("eject")).take(5) {
-        eprintln!("{e:?}");
-    }
-    eprintln!(
-        "web: {:?} {:?}",
-        r.services["web"].status_codes, r.services["web"].errors
-    );
-    eprintln!(
-        "{:?}",
-        r.instances
-            .iter()
-            .map(|i| (&i.name, i.requests_served, i.errors_served, i.ejections))
-            .collect::<Vec<_>>()
-    );
     assert!(r.assertions.iter().all(|a| a.passed), "{:?}", r.assertions);
+    // Exactly the instance that fails is ejected (by each caller's sidecar), and it
+    // then serves less than its healthy peers.
+    let failing: Vec<_> = r
+        .instances
+        .iter()
+        .filter(|i| i.service == "reviews" && i.errors_served > 0)
+        .collect();
+    assert_eq!(failing.len(), 1, "{:?}", r.instances);
+    assert!(failing[0].ejections >= 1);
+    for i in r
+        .instances
+        .iter()
+        .filter(|i| i.service == "reviews" && i.errors_served == 0)
+    {
+        assert_eq!(i.ejections, 0, "{} was ejected", i.name);
+        assert!(
+            i.requests_served > failing[0].requests_served,
+            "{:?}",
+            r.instances
+        );
+    }
 }
 
 /// Crashing a caller mid-flight: the requests it served reset at its callers, the

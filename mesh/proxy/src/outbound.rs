@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HOST, LOCATION};
@@ -32,17 +32,8 @@ use crate::mesh::{Cluster, Mesh, lock};
 use crate::metrics::Reporter;
 use crate::upstream::UpstreamError;
 
-/// What the route decision asks for.
-#[derive(Debug)]
-struct Plan {
-    host: String,
-    subset: Option<String>,
-    retry: RetryPolicy,
-    timeout: Option<Duration>,
-    delay: Option<Duration>,
-    abort: Option<u16>,
-    path: Option<String>,
-}
+/// What the route decision said to do upstream (mesh-core's plan).
+type Plan = mesh_core::route::UpstreamPlan;
 
 /// The answer and what the metrics record about it.
 struct Answer {
@@ -130,61 +121,45 @@ async fn route(mesh: &Mesh, request: Request<Incoming>) -> Answer {
     };
     let decision = decide(&snapshot.routes, &req, &mut *mesh.rng(), false);
     let destination = decision.trace.host.clone();
-    let plan = match decision.outcome {
-        RouteOutcome::Passthrough {
-            destination,
-            retries,
-        } => Plan {
-            host: destination.host,
-            subset: None,
-            retry: RetryPolicy::from_route(&retries),
-            timeout: None,
-            delay: None,
-            abort: None,
-            path: None,
-        },
-        RouteOutcome::Forward(f) => {
-            let d = f.destination();
-            Plan {
-                host: d.host.clone(),
-                subset: d.subset.clone(),
-                retry: RetryPolicy::from_route(&f.retries),
-                timeout: f.timeout,
-                delay: f.delay,
-                abort: f.abort,
-                path: f.rewritten_path.clone(),
+    // A forwarding decision has an upstream plan; the others the sidecar answers.
+    let Some(plan) = decision.outcome.upstream() else {
+        return match decision.outcome {
+            RouteOutcome::Redirect(r) => {
+                // The request's port stays unless the redirect sets one or a new scheme.
+                let port = match (r.port, &r.scheme) {
+                    (Some(p), _) => Some(p.to_string()),
+                    (None, None) => port_of(&authority).map(str::to_owned),
+                    (None, Some(_)) => None,
+                };
+                let location = format!(
+                    "{}://{}{}{}",
+                    r.scheme.as_deref().unwrap_or("http"),
+                    r.authority.as_deref().unwrap_or(authority_host(&authority)),
+                    port.map(|p| format!(":{p}")).unwrap_or_default(),
+                    r.uri.as_deref().unwrap_or(&path),
+                );
+                let status =
+                    StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+                let mut response = local(status, "");
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    response.headers_mut().insert(LOCATION, v);
+                }
+                answer(response, &destination, Vec::new())
             }
-        }
-        RouteOutcome::Redirect(r) => {
-            // The request's port stays unless the redirect sets one or a new scheme.
-            let port = match (r.port, &r.scheme) {
-                (Some(p), _) => Some(p.to_string()),
-                (None, None) => port_of(&authority).map(str::to_owned),
-                (None, Some(_)) => None,
-            };
-            let location = format!(
-                "{}://{}{}{}",
-                r.scheme.as_deref().unwrap_or("http"),
-                r.authority.as_deref().unwrap_or(authority_host(&authority)),
-                port.map(|p| format!(":{p}")).unwrap_or_default(),
-                r.uri.as_deref().unwrap_or(&path),
-            );
-            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-            let mut response = local(status, "");
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(LOCATION, v);
+            RouteOutcome::DirectResponse { status, body } => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                answer(
+                    local(status, body.unwrap_or_default()),
+                    &destination,
+                    Vec::new(),
+                )
             }
-            return answer(response, &destination, Vec::new());
-        }
-        RouteOutcome::DirectResponse { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let response = local(status, body.unwrap_or_default());
-            return answer(response, &destination, Vec::new());
-        }
-        RouteOutcome::NoRoute => {
-            let response = local(StatusCode::NOT_FOUND, "no route\n");
-            return answer(response, &destination, vec![flags::NO_ROUTE]);
-        }
+            _ => {
+                let response = local(StatusCode::NOT_FOUND, "no route\n");
+                answer(response, &destination, vec![flags::NO_ROUTE])
+            }
+        };
     };
     let destination = plan.host.clone();
     let mut flags = Vec::new();
@@ -218,7 +193,7 @@ async fn route(mesh: &Mesh, request: Request<Incoming>) -> Answer {
     };
     let head = Head {
         method: parts.method,
-        path: plan.path.clone().unwrap_or(path),
+        path: plan.rewritten_path.clone().unwrap_or(path),
         headers: forwarded_headers(&parts.headers),
     };
     let response = tries(mesh, &cluster, plan, head, body, &mut flags).await;

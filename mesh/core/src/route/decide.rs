@@ -14,6 +14,7 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::cost::{Cost, CostKind};
+use crate::retry::RetryPolicy;
 
 use super::table::{
     Destination, HeaderOps, HttpMatch, HttpRoute, Redirect, Rewrite, RouteAction, RouteRetries,
@@ -85,6 +86,75 @@ pub struct Forward {
     pub mirrors: Vec<Destination>,
     /// Route-level then destination-level header operations.
     pub headers: Arc<HeaderOps>,
+}
+
+/// What a driver sends upstream for a decision that forwards the request: the
+/// cluster, the retry policy and timeout, the injected fault, the rewritten path and
+/// the mirrors. Both the simulator and the proxy build their try loop from this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamPlan {
+    /// The destination host (FQDN) and subset: the cluster.
+    pub host: String,
+    pub subset: Option<String>,
+    /// What the route's `retries` stand for ([`RetryPolicy::from_route`]).
+    pub retry: RetryPolicy,
+    /// Route timeout bounding all tries; `None` means none.
+    pub timeout: Option<Duration>,
+    /// Injected delay and abort for this request, if the draws said so.
+    pub delay: Option<Duration>,
+    pub abort: Option<u16>,
+    /// The path after rewriting, when the route rewrites it.
+    pub rewritten_path: Option<String>,
+    /// Mirrors this request is copied to (after their percentage draws).
+    pub mirrors: Vec<Destination>,
+}
+
+impl UpstreamPlan {
+    /// A plain forward to (`host`, `subset`): no retries, timeout, fault or mirror.
+    pub fn direct(host: impl Into<String>, subset: Option<String>) -> Self {
+        UpstreamPlan {
+            host: host.into(),
+            subset,
+            retry: RetryPolicy::disabled(),
+            timeout: None,
+            delay: None,
+            abort: None,
+            rewritten_path: None,
+            mirrors: Vec::new(),
+        }
+    }
+}
+
+impl RouteOutcome {
+    /// The upstream plan of a forwarding or passthrough decision; `None` when the
+    /// sidecar answers itself (redirect, direct response, no route).
+    pub fn upstream(&self) -> Option<UpstreamPlan> {
+        match self {
+            RouteOutcome::Passthrough {
+                destination,
+                retries,
+            } => Some(UpstreamPlan {
+                retry: RetryPolicy::from_route(retries),
+                ..UpstreamPlan::direct(destination.host.clone(), None)
+            }),
+            RouteOutcome::Forward(f) => {
+                let d = f.destination();
+                Some(UpstreamPlan {
+                    host: d.host.clone(),
+                    subset: d.subset.clone(),
+                    retry: RetryPolicy::from_route(&f.retries),
+                    timeout: f.timeout,
+                    delay: f.delay,
+                    abort: f.abort,
+                    rewritten_path: f.rewritten_path.clone(),
+                    mirrors: f.mirrors.clone(),
+                })
+            }
+            RouteOutcome::Redirect(_)
+            | RouteOutcome::DirectResponse { .. }
+            | RouteOutcome::NoRoute => None,
+        }
+    }
 }
 
 impl Forward {

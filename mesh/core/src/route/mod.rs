@@ -15,8 +15,8 @@ pub mod decide;
 pub mod table;
 
 pub use decide::{
-    Forward, HostMatch, RouteDecision, RouteOutcome, RouteRequest, RouteTrace, SkippedRule, decide,
-    expand_authority, pick_weighted,
+    Forward, HostMatch, RouteDecision, RouteOutcome, RouteRequest, RouteTrace, SkippedRule,
+    UpstreamPlan, decide, expand_authority, pick_weighted,
 };
 pub use table::{
     Destination, Fault, HeaderOps, HttpMatch, HttpRoute, Mirror, Redirect, Rewrite, RouteAction,

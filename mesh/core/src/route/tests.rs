@@ -396,3 +396,26 @@ proptest! {
         prop_assert_eq!(run_all(seed), run_all(seed));
     }
 }
+
+/// A forwarding decision becomes the plan both drivers run; a local answer has none.
+#[test]
+fn upstream_plans_come_from_forwarding_decisions_only() {
+    let pass = RouteOutcome::Passthrough {
+        destination: Destination {
+            host: "ratings.default.svc.cluster.local".into(),
+            subset: None,
+            port: None,
+        },
+        retries: RouteRetries::istio_default(),
+    };
+    let plan = pass.upstream().expect("passthrough forwards");
+    assert_eq!(plan.host, "ratings.default.svc.cluster.local");
+    assert_eq!(plan.retry, crate::retry::RetryPolicy::istio_default());
+    assert_eq!((plan.timeout, plan.delay, plan.abort), (None, None, None));
+    assert!(RouteOutcome::NoRoute.upstream().is_none());
+    let direct = RouteOutcome::DirectResponse {
+        status: 503,
+        body: None,
+    };
+    assert!(direct.upstream().is_none());
+}

@@ -48,13 +48,8 @@ impl World {
             origin: Origin::Mirror,
             start: now,
             plan: Some(Plan {
-                host,
-                subset,
-                retry: RetryPolicy::disabled(),
                 timeout,
-                delay: None,
-                abort: None,
-                mirrors: Vec::new(),
+                ..Plan::direct(host, subset)
             }),
             local: None,
             retry: None,

@@ -76,18 +76,8 @@ pub(crate) enum Origin {
     Mirror,
 }
 
-/// What the route decision said to do with a call.
-#[derive(Debug, Clone)]
-struct Plan {
-    host: String,
-    subset: Option<String>,
-    retry: RetryPolicy,
-    timeout: Option<Duration>,
-    delay: Option<Duration>,
-    abort: Option<u16>,
-    /// Mirror destinations `(host, subset)` this call is copied to on its first try.
-    mirrors: Vec<(String, Option<String>)>,
-}
+/// What the route decision said to do with a call (mesh-core's plan).
+type Plan = mesh_core::route::UpstreamPlan;
 
 /// A call answered by the sidecar itself: the status (or none) and an error kind
 /// (empty for a plain response).

@@ -85,15 +85,7 @@ impl World {
             self.route_decision(caller, template, bytes)
         } else {
             let host = self.topo.registry.services[service].fqdn();
-            let plan = Plan {
-                host,
-                subset: None,
-                retry: RetryPolicy::disabled(),
-                timeout: None,
-                delay: None,
-                abort: None,
-                mirrors: Vec::new(),
-            };
+            let plan = Plan::direct(host, None);
             (Some(plan), None, 0)
         };
         let tag = self.reqs.next_tag();
@@ -157,43 +149,16 @@ impl World {
         };
         let decision = decide(&snap.routes, &req, &mut self.rng, false);
         let work = base + self.costs.charge(&decision.cost);
-        let plan = match decision.outcome {
-            RouteOutcome::Passthrough {
-                destination,
-                retries,
-            } => Plan {
-                host: destination.host,
-                subset: None,
-                retry: RetryPolicy::from_route(&retries),
-                timeout: None,
-                delay: None,
-                abort: None,
-                mirrors: Vec::new(),
-            },
-            RouteOutcome::Forward(f) => {
-                let d = f.destination();
-                Plan {
-                    host: d.host.clone(),
-                    subset: d.subset.clone(),
-                    retry: RetryPolicy::from_route(&f.retries),
-                    timeout: f.timeout,
-                    delay: f.delay,
-                    abort: f.abort,
-                    // mesh-core has drawn the mirror percentages already.
-                    mirrors: f
-                        .mirrors
-                        .iter()
-                        .map(|m| (m.host.clone(), m.subset.clone()))
-                        .collect(),
-                }
-            }
-            RouteOutcome::Redirect(_) => return (None, Some((Some(301), "")), work),
-            RouteOutcome::DirectResponse { status, .. } => {
-                return (None, Some((Some(status), "")), work);
-            }
-            RouteOutcome::NoRoute => return (None, Some((Some(404), "")), work),
+        // mesh-core has drawn the split, the fault and the mirror percentages.
+        if let Some(plan) = decision.outcome.upstream() {
+            return (Some(plan), None, work);
+        }
+        let status = match decision.outcome {
+            RouteOutcome::Redirect(r) => r.status,
+            RouteOutcome::DirectResponse { status, .. } => status,
+            _ => 404,
         };
-        (Some(plan), None, work)
+        (None, Some((Some(status), "")), work)
     }
 
     pub(in crate::world) fn on_route(&mut self, call: u32, tag: u32) {
@@ -245,8 +210,8 @@ impl World {
             mirrors = std::mem::take(&mut plan.mirrors);
         }
         let route_timeout = plan.timeout;
-        for (host, subset) in mirrors {
-            self.send_mirror(caller, template, host, subset, route_timeout);
+        for m in mirrors {
+            self.send_mirror(caller, template, m.host, m.subset, route_timeout);
         }
         let c = self.reqs.calls.get_mut(call).expect("checked above");
         let plan = c.plan.as_mut().expect("routed calls have a plan");

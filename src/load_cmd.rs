@@ -175,6 +175,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             RunOptions {
                 stop: stop.clone(),
                 progress,
+                observer: None,
             },
         )
         .await

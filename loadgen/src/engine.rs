@@ -31,7 +31,7 @@ use tokio_rustls::TlsConnector;
 use crate::client::{Endpoint, H2Slot, HttpVersion, OwnedOutcome, Sender, request_size};
 use crate::pacer::PreciseTimer;
 use crate::schedule::{ProfileError, RateProfile, Schedule};
-use crate::stats::{ErrorKind, Interval, Stats};
+use crate::stats::{ErrorKind, Interval, Outcome, Stats};
 use crate::tls::{TlsConfigError, TlsOptions, client_config};
 
 /// One target: what to send, where, how fast, for how long. Build it with
@@ -188,11 +188,29 @@ pub struct TargetProgress {
 /// Called once a second with one snapshot per target.
 pub type ProgressFn = Box<dyn FnMut(&[TargetProgress]) + Send>;
 
-/// How to run: the stop handle and an optional progress callback.
+/// One finished request, as an [`Observer`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    /// Index of the target in the `targets` passed to [`run`].
+    pub target: usize,
+    /// When the schedule intended to send it (open loop), else when it was sent.
+    pub intended: Instant,
+    /// When the response (or the error) arrived.
+    pub done: Instant,
+    pub outcome: &'a Outcome<'a>,
+}
+
+/// Called for every finished request, from the worker that sent it: it must be cheap
+/// and must not block (the scenario runner records into a mutex-guarded recorder).
+pub type Observer = Arc<dyn Fn(Observed<'_>) + Send + Sync>;
+
+/// How to run: the stop handle, an optional progress callback, and an optional
+/// per-request observer.
 #[derive(Default)]
 pub struct RunOptions {
     pub stop: StopHandle,
     pub progress: Option<ProgressFn>,
+    pub observer: Option<Observer>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -200,6 +218,7 @@ impl std::fmt::Debug for RunOptions {
         f.debug_struct("RunOptions")
             .field("stop", &self.stop)
             .field("progress", &self.progress.is_some())
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
@@ -284,6 +303,8 @@ pub async fn run(
             max_requests: p.config.max_requests,
             duration: p.config.duration,
             closed_loop: p.config.rate.is_closed_loop(),
+            index: runs.len(),
+            observer: options.observer.clone(),
         });
         for idx in 0..p.workers {
             workers.spawn(worker(
@@ -541,6 +562,9 @@ struct TargetRun {
     max_requests: Option<u64>,
     duration: Option<Duration>,
     closed_loop: bool,
+    /// This target's index, for the observer.
+    index: usize,
+    observer: Option<Observer>,
 }
 
 impl TargetRun {
@@ -679,13 +703,22 @@ async fn worker(
             outcome,
             OwnedOutcome::Error(ErrorKind::ConnectRefused | ErrorKind::ConnectTimeout)
         );
+        let outcome = outcome.as_outcome();
         shard.lock().expect("stats shard").record(
             intended,
             actual,
             done,
             run.endpoint.request_bytes,
-            &outcome.as_outcome(),
+            &outcome,
         );
+        if let Some(observe) = &run.observer {
+            observe(Observed {
+                target: run.index,
+                intended,
+                done,
+                outcome: &outcome,
+            });
+        }
         // Closed loop only: back off after a failed connect so a dead target is not
         // hammered with millions of SYNs. Open loop keeps its schedule regardless.
         if run.closed_loop && failed_to_connect {

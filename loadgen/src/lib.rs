@@ -26,7 +26,7 @@ pub mod tls;
 
 pub use client::HttpVersion;
 pub use engine::{
-    ConfigError, ProgressFn, RunOptions, StopHandle, TargetConfig, TargetProgress, TargetReport,
-    run,
+    ConfigError, Observed, Observer, ProgressFn, RunOptions, StopHandle, TargetConfig,
+    TargetProgress, TargetReport, run,
 };
 pub use schedule::{RateProfile, Step};

@@ -8,6 +8,7 @@
 
 pub mod fortio;
 pub mod histogram;
+pub mod recorder;
 pub mod scenario;
 pub mod schema;
 pub mod units;

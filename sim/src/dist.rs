@@ -317,6 +317,32 @@ fn erfc(x: f64) -> f64 {
     if x >= 0.0 { r } else { 2.0 - r }
 }
 
+impl Dist {
+    /// The sampler for a scenario's distribution (the real-mode application samples
+    /// its service times with it too, so both drivers draw from the same shapes).
+    pub fn from_scenario(d: &scenario::Dist) -> Dist {
+        use scenario::Dist as S;
+        match d {
+            S::Fixed { ns } => Dist::fixed(*ns),
+            S::Uniform { min_ns, max_ns } => Dist::uniform(*min_ns, *max_ns),
+            S::Normal { mean_ns, stdev_ns } => Dist::normal(*mean_ns, *stdev_ns),
+            S::LogNormal { p50_ns, p99_ns } => Dist::lognormal_from_p50_p99(*p50_ns, *p99_ns),
+            S::Exponential { mean_ns } => Dist::exponential(*mean_ns),
+            S::Empirical { points } => Dist::empirical(points.clone())
+                .unwrap_or_else(|_| Dist::fixed(points.last().map_or(0, |p| p.1))),
+            S::WithTail {
+                base,
+                probability,
+                tail,
+            } => Dist::with_tail(
+                Dist::from_scenario(base),
+                *probability,
+                Dist::from_scenario(tail),
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,4 +20,4 @@ pub mod net;
 pub mod rng;
 pub mod world;
 
-pub use world::{BuildError, Progress, SimOptions, run};
+pub use world::{BuildError, Progress, SimOptions, mean_rate, run, workload_target_name};

@@ -148,6 +148,7 @@ async fn stop_handle_interrupts() {
         RunOptions {
             stop,
             progress: None,
+            observer: None,
         },
     )
     .await

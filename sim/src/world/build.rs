@@ -8,7 +8,7 @@ use mesh_core::compile::{Instance, Registry, RegistryService};
 use mesh_core::{EndpointId, Time};
 use scenario::{Load, Scenario};
 
-use super::{Ev, World, control, faults, identity, metrics, request};
+use super::{Ev, World, control, faults, identity, request};
 use crate::cpu::CpuQueue;
 use crate::dist::Dist;
 use crate::net::{LinkModel, Network};
@@ -137,21 +137,7 @@ fn link_model(link: &scenario::Link) -> LinkModel {
 
 /// The simulator's distribution for a scenario's.
 pub(crate) fn dist(d: &scenario::Dist) -> Dist {
-    use scenario::Dist as S;
-    match d {
-        S::Fixed { ns } => Dist::fixed(*ns),
-        S::Uniform { min_ns, max_ns } => Dist::uniform(*min_ns, *max_ns),
-        S::Normal { mean_ns, stdev_ns } => Dist::normal(*mean_ns, *stdev_ns),
-        S::LogNormal { p50_ns, p99_ns } => Dist::lognormal_from_p50_p99(*p50_ns, *p99_ns),
-        S::Exponential { mean_ns } => Dist::exponential(*mean_ns),
-        S::Empirical { points } => Dist::empirical(points.clone())
-            .unwrap_or_else(|_| Dist::fixed(points.last().map_or(0, |p| p.1))),
-        S::WithTail {
-            base,
-            probability,
-            tail,
-        } => Dist::with_tail(dist(base), *probability, dist(tail)),
-    }
+    Dist::from_scenario(d)
 }
 
 impl World {
@@ -352,7 +338,7 @@ impl World {
         };
         let mut topo = topo;
 
-        let mut m = metrics::Metrics::new(
+        let mut m = results::recorder::RunRecorder::new(
             scenario::windows_needed(&sc.assertions),
             options.events_per_kind,
         );

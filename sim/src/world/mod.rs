@@ -19,8 +19,9 @@ mod build;
 mod control;
 mod faults;
 mod identity;
-pub(crate) mod metrics;
 mod request;
+
+pub use request::{mean_rate, workload_target_name};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -176,7 +177,7 @@ pub(crate) struct World {
     pub control: control::ControlPlane,
     pub ca: identity::Ca,
     pub reqs: request::Requests,
-    pub metrics: metrics::Metrics,
+    pub metrics: results::recorder::RunRecorder,
     pub faults: faults::Faults,
     /// End of the workload (and of the timeline), after `--duration`.
     pub end_ns: u64,
@@ -326,9 +327,8 @@ impl World {
         let events_processed = self.sched.processed();
         let peak = self.sched.peak_len() as u64;
         let end_time = self.now().as_nanos();
-        let workload_names: Vec<String> = (0..sc.workload.len())
-            .map(request::workload_target_name)
-            .collect();
+        let workload_names: Vec<String> =
+            (0..sc.workload.len()).map(workload_target_name).collect();
         let interrupted = self.faults.interrupted;
         let not_applied = self.faults.not_applied.clone();
         let mut warnings = self.faults.warnings.clone();
@@ -358,7 +358,7 @@ impl World {
             .zip(&workload_names)
             .map(|(w, name)| results::scenario::WorkloadStats {
                 target: w.target.clone(),
-                rps_target: request::mean_rate(w, sc.duration_ns, duration_ns),
+                rps_target: mean_rate(w, sc.duration_ns, duration_ns),
                 stats: take(&mut stats, name),
             })
             .collect();

@@ -22,8 +22,8 @@ use mesh_core::security::{
 };
 use rand::Rng;
 
-use super::metrics::Outcome as Done;
 use super::{Ev, World};
+use results::recorder::Outcome as Done;
 
 /// Bytes of a request's headers on the wire (besides its body).
 const REQUEST_HEADER_BYTES: u64 = 200;
@@ -221,7 +221,7 @@ impl Requests {
 }
 
 /// The metric target of workload entry `i` (internal; reported under `workloads`).
-pub(crate) fn workload_target_name(i: usize) -> String {
+pub fn workload_target_name(i: usize) -> String {
     format!("#w{i}")
 }
 
@@ -229,7 +229,7 @@ pub(crate) fn workload_target_name(i: usize) -> String {
 ///
 /// The profile spans the entry's own duration (to `spec.duration`, `scenario_ns`);
 /// the mean is over the part that ran, up to `run_ns` (shorter with `--duration`).
-pub(crate) fn mean_rate(w: &scenario::Workload, scenario_ns: u64, run_ns: u64) -> Option<f64> {
+pub fn mean_rate(w: &scenario::Workload, scenario_ns: u64, run_ns: u64) -> Option<f64> {
     let scenario::Load::Open(profile) = &w.load else {
         return None;
     };

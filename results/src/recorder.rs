@@ -1,19 +1,24 @@
-//! What the run measured: per-target counters and histograms, per-second series,
-//! assertion windows and the event log, turned into a [`ScenarioResult`] at the end.
+//! What a scenario run measured: per-target counters and histograms, per-second
+//! series, assertion windows and the event log, turned into the parts of a
+//! [`ScenarioResult`](crate::scenario::ScenarioResult) at the end.
+//!
+//! Both drivers fill one in — the simulator from its events, the real-mode runner from
+//! the load generator and the sidecars' access logs — so their results are built the
+//! same way and compare row by row.
 //!
 //! Targets are named as assertions name them: `client` (the load generators),
 //! a service, `service:version`, `caller->callee`.
 
 use std::collections::BTreeMap;
 
-use results::scenario::{Event, TrafficCounts, TrafficStats, WindowStats};
-use results::{Recorder, SecondSample};
+use crate::scenario::{Event, TrafficCounts, TrafficStats, WindowStats};
+use crate::{Recorder, SecondSample};
 
 const SECOND_NS: u64 = 1_000_000_000;
 
 /// Counters and a histogram for one target, with its current second.
 #[derive(Debug)]
-pub(crate) struct Target {
+pub struct Target {
     pub counts: TrafficCounts,
     pub latency: Recorder,
     /// Keep a per-second series (client and services only: edges and versions would
@@ -67,7 +72,7 @@ impl Target {
 
 /// One finished request or attempt, as recorded.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Outcome<'a> {
+pub struct Outcome<'a> {
     /// When it completed.
     pub at_ns: u64,
     /// When it was sent.
@@ -95,7 +100,7 @@ struct Window {
 
 /// Every measurement of the run.
 #[derive(Debug)]
-pub(crate) struct Metrics {
+pub struct RunRecorder {
     targets: Vec<Target>,
     ids: BTreeMap<String, usize>,
     windows: Vec<Window>,
@@ -107,9 +112,9 @@ pub(crate) struct Metrics {
     cap_per_kind: u64,
 }
 
-impl Metrics {
+impl RunRecorder {
     pub fn new(windows: Vec<(String, u64, u64)>, cap_per_kind: u64) -> Self {
-        Metrics {
+        RunRecorder {
             targets: Vec::new(),
             ids: BTreeMap::new(),
             windows: windows
@@ -256,7 +261,7 @@ fn record(counts: &mut TrafficCounts, latency: &mut Recorder, o: Outcome<'_>, la
 
 /// The measurements, ready for the result.
 #[derive(Debug)]
-pub(crate) struct Finished {
+pub struct Finished {
     pub stats: BTreeMap<String, TrafficStats>,
     pub windows: Vec<WindowStats>,
     pub timeseries: BTreeMap<String, Vec<SecondSample>>,
@@ -283,7 +288,7 @@ mod tests {
 
     #[test]
     fn series_has_a_row_per_second_including_idle_ones() {
-        let mut m = Metrics::new(vec![], 10);
+        let mut m = RunRecorder::new(vec![], 10);
         let c = m.declare("client", true);
         m.started(c);
         m.finished(c, ok(100, 1_000_000));
@@ -301,7 +306,7 @@ mod tests {
 
     #[test]
     fn windows_take_the_requests_sent_inside_them() {
-        let mut m = Metrics::new(vec![("a".into(), 1_000_000, 2_000_000)], 10);
+        let mut m = RunRecorder::new(vec![("a".into(), 1_000_000, 2_000_000)], 10);
         let a = m.declare("a", false);
         // Sent before, inside (finishing long after the window), and at its end.
         m.finished(a, ok(900_000, 10_000));
@@ -314,7 +319,7 @@ mod tests {
 
     #[test]
     fn event_log_is_capped_per_kind_but_counted_exactly() {
-        let mut m = Metrics::new(vec![], 2);
+        let mut m = RunRecorder::new(vec![], 2);
         for t in 0..5 {
             m.event(t, "retry", "x", "again");
         }

@@ -1,6 +1,7 @@
 //! `meshrig proxy` on real sockets on 127.0.0.1: a proxy child process in front of
 //! `meshrig echo` backends (each named, so `x-meshrig-server` says which answered):
-//! weighted splits, header routing, fault injection, retries, authorization, admin.
+//! weighted splits, header routing, fault injection, retries, authorization, admin,
+//! the access log, trace headers, HTTP/2, circuit breaking and mirroring.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, TempDir, meshrig, spawn_echo};
+use crate::support::{Server, TempDir, meshrig, spawn_echo, wait_until};
 
 /// A running `meshrig proxy`, killed when dropped.
 struct ProxyProc {
@@ -419,15 +420,40 @@ fn admin_ready_config_dump_and_metrics() {
         assert_eq!((r.status, r.header("x-meshrig-flags")), (503, Some("NC")));
     }
     let metrics = get(admin, "admin", "/metrics", &[]).body;
+    check_exposition(&metrics);
     let ok = "istio_requests_total{reporter=\"source\",source_workload=\"client\",\
-              destination_service=\"reviews.default.svc.cluster.local\",response_code=\"200\",\
-              response_flags=\"-\"} 12\n";
+              source_workload_namespace=\"default\",source_principal=\"unknown\",\
+              destination_workload=\"reviews\",\
+              destination_service=\"reviews.default.svc.cluster.local\",\
+              destination_service_name=\"reviews\",destination_version=\"v1\",\
+              response_code=\"200\",response_flags=\"-\",connection_security_policy=\"none\",\
+              request_protocol=\"http\"} 12\n";
     assert!(metrics.contains(ok), "{metrics}");
-    let nc = "destination_service=\"nowhere.default.svc.cluster.local\",response_code=\"503\",\
-              response_flags=\"NC\"} 3\n";
+    let nc = "destination_service=\"nowhere.default.svc.cluster.local\",\
+              destination_service_name=\"nowhere\",destination_version=\"unknown\",\
+              response_code=\"503\",response_flags=\"NC\",";
     assert!(metrics.contains(nc), "{metrics}");
+    for family in [
+        "istio_request_duration_milliseconds_count{",
+        "istio_request_bytes_count{",
+        "istio_response_bytes_count{",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(family)
+                && l.contains("response_code=\"200\"")
+                && l.ends_with(" 12")),
+            "{family}: {metrics}"
+        );
+    }
+    // 12 + 3 requests, each on its own connection (connection: close).
+    let opened = metrics
+        .lines()
+        .find(|l| l.starts_with("istio_tcp_connections_opened_total{reporter=\"source\""))
+        .expect("tcp opened counter");
+    let n: u64 = opened.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 15, "{opened}");
     assert!(
-        metrics.contains("istio_request_duration_milliseconds_count{reporter=\"source\",source_workload=\"client\",destination_service=\"reviews.default.svc.cluster.local\",response_code=\"200\",response_flags=\"-\"} 12\n"),
+        metrics.contains("istio_tcp_received_bytes_total{"),
         "{metrics}"
     );
     assert_eq!(get(admin, "admin", "/nope", &[]).status, 404);
@@ -546,4 +572,309 @@ fn sigterm_stops_the_proxy() {
         assert!(start.elapsed() < Duration::from_secs(10), "still running");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Every line of a Prometheus text exposition is `# HELP`, `# TYPE` or a sample
+/// `name{labels} value`; histogram buckets are cumulative and end at `+Inf` = count.
+fn check_exposition(text: &str) {
+    let mut last_bucket: Option<(String, f64)> = None;
+    let mut inf: BTreeMap<String, f64> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut words = rest.splitn(3, ' ');
+            let kind = words.next().unwrap();
+            assert!(kind == "HELP" || kind == "TYPE", "{line}");
+            assert!(words.next().is_some_and(|n| !n.is_empty()), "{line}");
+            if kind == "TYPE" {
+                let t = words.next().unwrap_or("");
+                assert!(["counter", "histogram", "gauge"].contains(&t), "{line}");
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("value: {line}"));
+        let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "name: {line}"
+        );
+        let labels = labels.strip_suffix('}').unwrap_or_else(|| panic!("{line}"));
+        // label="value" pairs, values with \\ \" \n escapes.
+        let mut rest = labels;
+        let mut le = None;
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+            assert!(
+                key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "label {key:?}: {line}"
+            );
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in after.char_indices() {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let end = end.unwrap_or_else(|| panic!("unterminated value: {line}"));
+            if key == "le" {
+                le = Some(after[..end].to_owned());
+            }
+            rest = after[end + 1..]
+                .strip_prefix(',')
+                .unwrap_or(&after[end + 1..]);
+        }
+        if name.ends_with("_bucket") {
+            let le = le.unwrap_or_else(|| panic!("bucket without le: {line}"));
+            let key = series.replace(&format!("le=\"{le}\""), "");
+            if let Some((prev_key, prev)) = &last_bucket
+                && *prev_key == key
+            {
+                assert!(value >= *prev, "buckets not cumulative at {line}");
+            }
+            if le == "+Inf" {
+                inf.insert(key.replace("_bucket{", "_count{"), value);
+                last_bucket = None;
+            } else {
+                last_bucket = Some((key, value));
+            }
+        } else if name.ends_with("_count") {
+            let key = series.replace("}", ",}");
+            assert_eq!(inf.get(&key), Some(&value), "+Inf bucket != count: {line}");
+        }
+    }
+}
+
+/// A test's access log file, read as JSON lines.
+fn log_lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn access_log_has_a_json_line_per_request() {
+    let backend = echo("reviews-v1");
+    let reg = registry("reviews", &[(backend.addr, "v1")]);
+    let dir = TempDir::new("access-log");
+    let log = dir.path("access.log");
+    let log_arg = log.display().to_string();
+    let proxy = spawn_proxy("", &reg, &["--service", "client", "--access-log", &log_arg]);
+    let out = proxy.addr("outbound");
+    let r = get(out, "reviews", "/a?x=1", &[("x-request-id", "req-42")]);
+    assert_eq!(r.status, 200);
+    let body = r.body.len() as u64;
+    assert_eq!(get(out, "nowhere", "/b", &[]).status, 503);
+    wait_until(Duration::from_secs(10), "two access log lines", || {
+        log_lines(&log).len() >= 2
+    });
+    let lines = log_lines(&log);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let ok = &lines[0];
+    assert_eq!(ok["method"], "GET");
+    assert_eq!(ok["path"], "/a?x=1");
+    assert_eq!(ok["protocol"], "HTTP/1.1");
+    assert_eq!(ok["response_code"], 200);
+    assert_eq!(ok["response_flags"], "-");
+    assert_eq!(ok["x_request_id"], "req-42");
+    assert_eq!(ok["authority"], "reviews");
+    assert_eq!(ok["reporter"], "source");
+    assert_eq!(ok["attempts"], 1);
+    assert_eq!(ok["bytes_sent"], body, "{ok}");
+    assert_eq!(ok["upstream_host"], backend.addr.to_string());
+    assert_eq!(
+        ok["upstream_cluster"],
+        "outbound|80||reviews.default.svc.cluster.local"
+    );
+    assert!(ok["upstream_service_time"].is_u64(), "{ok}");
+    assert!(ok["start_time"].as_str().unwrap().ends_with('Z'), "{ok}");
+    assert!(
+        ok["downstream_remote_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let nc = &lines[1];
+    assert_eq!(nc["response_code"], 503);
+    assert_eq!(nc["response_flags"], "NC");
+    assert_eq!(nc["attempts"], 0);
+    assert!(nc["upstream_host"].is_null());
+    assert_eq!(nc["x_request_id"].as_str().unwrap().len(), 36, "{nc}");
+}
+
+/// The `name: value` lines of an echo `/debug` body.
+fn debug_headers(body: &str) -> BTreeMap<String, String> {
+    body.lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn trace_headers_continue_the_incoming_trace() {
+    let backend = echo("reviews-v1");
+    let reg = registry("reviews", &[(backend.addr, "v1")]);
+    let proxy = spawn_proxy("", &reg, &["--service", "client"]);
+    let out = proxy.addr("outbound");
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = get(
+        out,
+        "reviews",
+        "/debug",
+        &[
+            ("traceparent", incoming),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = debug_headers(&r.body);
+    let tp: Vec<&str> = seen["traceparent"].split('-').collect();
+    assert_eq!(tp[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
+    assert_ne!(tp[2], "00f067aa0ba902b7", "a new span");
+    assert_eq!(seen["x-b3-parentspanid"], "00f067aa0ba902b7");
+    assert_eq!(seen["x-b3-spanid"], tp[2]);
+    assert_eq!(seen["tracestate"], "congo=t61rcWkgMzE");
+    assert_eq!(seen["x-request-id"].len(), 36, "a request id was made");
+    // Without a trace (or with a malformed one) the proxy starts one.
+    for extra in [&[][..], &[("traceparent", "ff-bad")][..]] {
+        let r = get(out, "reviews", "/debug", extra);
+        let seen = debug_headers(&r.body);
+        let tp: Vec<&str> = seen["traceparent"].split('-').collect();
+        assert_eq!((tp.len(), tp[0], tp[1].len()), (4, "00", 32), "{seen:?}");
+        assert!(!seen.contains_key("x-b3-parentspanid"), "{seen:?}");
+        assert_eq!(seen["x-b3-traceid"], tp[1]);
+    }
+    // A request id is kept.
+    let r = get(out, "reviews", "/debug", &[("x-request-id", "abc")]);
+    assert_eq!(debug_headers(&r.body)["x-request-id"], "abc");
+}
+
+#[test]
+fn h2c_requests_go_through_and_upstream_as_h2() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let backend = echo("reviews-v1");
+    let reg = registry("reviews", &[(backend.addr, "v1")]);
+    let proxy = spawn_proxy("", &reg, &["--service", "client"]);
+    let out = proxy.addr("outbound");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let run = async {
+            let tcp = tokio::net::TcpStream::connect(out).await.unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                    .await
+                    .expect("h2c handshake with the proxy");
+            tokio::spawn(conn);
+            for path in ["/debug", "/"] {
+                let request = http::Request::builder()
+                    .method("POST")
+                    .uri(format!("http://reviews{path}"))
+                    .version(http::Version::HTTP_2)
+                    .body(Full::new(bytes::Bytes::from_static(b"hello h2")))
+                    .unwrap();
+                let response = sender.send_request(request).await.expect("response");
+                assert_eq!(response.status(), 200);
+                assert_eq!(response.version(), http::Version::HTTP_2);
+                assert_eq!(response.headers()["x-meshrig-server"], "reviews-v1");
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                let body = String::from_utf8_lossy(&body).into_owned();
+                if path == "/debug" {
+                    assert!(body.contains("version: HTTP/2.0"), "upstream h2: {body}");
+                } else {
+                    assert_eq!(body, "hello h2");
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("h2c exchange within 20 s");
+    });
+}
+
+#[test]
+fn connection_pool_limits_answer_503_uo() {
+    let backend = echo("slow");
+    let istio = "
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: slow, namespace: default }
+spec:
+  host: slow
+  trafficPolicy:
+    connectionPool:
+      tcp: { maxConnections: 1 }
+      http: { http1MaxPendingRequests: 1 }
+";
+    let reg = registry("slow", &[(backend.addr, "v1")]);
+    let proxy = spawn_proxy(istio, &reg, &["--service", "client"]);
+    let out = proxy.addr("outbound");
+    // One request in flight on the one connection, one pending: the rest overflow.
+    const N: usize = 6;
+    let replies: Vec<Reply> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..N)
+            .map(|_| s.spawn(move || get(out, "slow", "/?delay=1s", &[])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let uo: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == 503 && r.header("x-meshrig-flags") == Some("UO"))
+        .collect();
+    assert!(ok >= 1, "{replies:?}");
+    assert!(ok <= 2, "more than the limits let through: {replies:?}");
+    assert_eq!(ok + uo.len(), N, "{replies:?}");
+    assert!(uo.iter().all(|r| r.header("x-meshrig-server").is_none()));
+    // Once the slow requests are done the pool admits again.
+    assert_eq!(get(out, "slow", "/", &[]).status, 200);
+}
+
+#[test]
+fn mirroring_copies_requests_to_v2_and_the_client_sees_v1() {
+    let (v1, v2) = (echo("v1"), echo("v2"));
+    let istio = format!(
+        "{REVIEWS_SUBSETS}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{ name: reviews, namespace: default }}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{ host: reviews, subset: v1 }}
+    mirror: {{ host: reviews, subset: v2 }}
+    mirrorPercentage: {{ value: 100 }}
+"
+    );
+    let reg = registry("reviews", &[(v1.addr, "v1"), (v2.addr, "v2")]);
+    let proxy = spawn_proxy(&istio, &reg, &["--service", "client"]);
+    const N: u64 = 10;
+    for _ in 0..N {
+        let r = get(proxy.addr("outbound"), "reviews", "/", &[]);
+        assert_eq!((r.status, r.header("x-meshrig-server")), (200, Some("v1")));
+    }
+    let requests = |s: &Server| -> u64 {
+        let r = get(s.addr, "echo", "/stats", &[]);
+        let v: Value = serde_json::from_str(&r.body).expect("stats JSON");
+        v["requests_total"].as_u64().unwrap()
+    };
+    wait_until(Duration::from_secs(10), "v2 to get every shadow", || {
+        requests(&v2) == N
+    });
+    assert_eq!(requests(&v1), N);
 }

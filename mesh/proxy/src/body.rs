@@ -2,12 +2,14 @@
 //! bodies that makes retries possible.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
 /// Every body the proxy sends or answers with.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -38,7 +40,7 @@ pub enum RequestBody {
 }
 
 /// Reads `body` up to `limit` bytes. Trailers of a buffered body are dropped.
-pub async fn buffer(mut body: Incoming, limit: usize) -> Result<RequestBody, hyper::Error> {
+pub async fn buffer(mut body: ProxyBody, limit: usize) -> Result<RequestBody, hyper::Error> {
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
@@ -59,7 +61,7 @@ pub async fn buffer(mut body: Incoming, limit: usize) -> Result<RequestBody, hyp
 #[derive(Debug)]
 pub struct Prefixed {
     prefix: Option<Bytes>,
-    rest: Incoming,
+    rest: ProxyBody,
 }
 
 impl Body for Prefixed {
@@ -89,5 +91,181 @@ impl Body for Prefixed {
         }
         hint.set_lower(rest.lower() + extra);
         hint
+    }
+}
+
+/// A body that counts the bytes of its data frames into a shared counter.
+#[derive(Debug)]
+pub struct Counted<B> {
+    inner: B,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<B> Counted<B> {
+    /// `inner`, adding every data frame's length to `bytes`.
+    pub fn new(inner: B, bytes: Arc<AtomicU64>) -> Self {
+        Counted { inner, bytes }
+    }
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// How a response body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyEnd {
+    /// Data bytes passed through.
+    pub bytes: u64,
+    /// Whether the body was read to its end (not dropped early or failed).
+    pub complete: bool,
+}
+
+/// A body that calls `on_end` once: at its end, on an error, or when dropped.
+pub struct OnEnd<B> {
+    inner: B,
+    bytes: u64,
+    on_end: Option<Box<dyn FnOnce(BodyEnd) + Send + Sync>>,
+}
+
+impl<B> std::fmt::Debug for OnEnd<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnEnd").field("bytes", &self.bytes).finish()
+    }
+}
+
+impl<B> OnEnd<B> {
+    pub fn new(inner: B, on_end: impl FnOnce(BodyEnd) + Send + Sync + 'static) -> Self {
+        OnEnd {
+            inner,
+            bytes: 0,
+            on_end: Some(Box::new(on_end)),
+        }
+    }
+
+    fn end(&mut self, complete: bool) {
+        if let Some(f) = self.on_end.take() {
+            f(BodyEnd {
+                bytes: self.bytes,
+                complete,
+            });
+        }
+    }
+}
+
+impl<B> Drop for OnEnd<B> {
+    fn drop(&mut self) {
+        self.end(false);
+    }
+}
+
+impl<B> Body for OnEnd<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.end(true);
+                }
+            }
+            Poll::Ready(None) => self.end(true),
+            Poll::Ready(Some(Err(_))) => self.end(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn on_end_fires_once_at_the_end_and_on_drop() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let body = OnEnd::new(full("hello"), move |e| s.lock().unwrap().push(e));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello");
+        let s = seen.clone();
+        drop(OnEnd::new(full("x"), move |e| s.lock().unwrap().push(e)));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                BodyEnd {
+                    bytes: 5,
+                    complete: true
+                },
+                BodyEnd {
+                    bytes: 0,
+                    complete: false
+                }
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn buffers_up_to_the_limit_then_streams() {
+        let counter = Arc::new(AtomicU64::new(0));
+        let body = Counted::new(full(vec![7u8; 100]), counter.clone()).boxed();
+        match buffer(body, 10).await.unwrap() {
+            RequestBody::Streaming(p) => {
+                let all = p.collect().await.unwrap().to_bytes();
+                assert_eq!(all.len(), 100);
+            }
+            RequestBody::Buffered(_) => panic!("over the limit"),
+        }
+        assert_eq!(counter.load(Ordering::Relaxed), 100);
+        match buffer(full("abc"), 10).await.unwrap() {
+            RequestBody::Buffered(b) => assert_eq!(&b[..], b"abc"),
+            RequestBody::Streaming(_) => panic!("under the limit"),
+        }
     }
 }

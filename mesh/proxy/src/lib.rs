@@ -19,15 +19,19 @@
 //! configuration is static), no connection-pool limits (circuit breaking), no
 //! mirroring, no header operations or authority rewrites.
 
+pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod clock;
 pub mod inbound;
 pub mod mesh;
 pub mod metrics;
+pub mod mirror;
 pub mod outbound;
+pub mod pool;
 pub mod registry;
 pub mod server;
+pub mod trace;
 pub mod upstream;
 
 pub use mesh::Mesh;

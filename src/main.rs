@@ -4,6 +4,7 @@
 //! types of the crate that does the work, and maps the outcome to an exit code
 //! (0 ok, 1 the run failed, 2 usage error).
 
+mod control_cmd;
 mod echo_cmd;
 mod exit;
 mod load_cmd;
@@ -40,6 +41,8 @@ enum Command {
     Run(Box<run_cmd::RunArgs>),
     /// Run the sidecar proxy on real sockets (outbound, inbound, admin listeners).
     Proxy(Box<proxy_cmd::ProxyArgs>),
+    /// Run the control plane: versioned per-proxy configuration for `meshrig proxy --control`.
+    Control(Box<control_cmd::ControlArgs>),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Route(args) => route_cmd::run(*args),
         Command::Run(args) => run_cmd::run(*args),
         Command::Proxy(args) => proxy_cmd::run(*args),
+        Command::Control(args) => control_cmd::run(*args),
     };
     exit::report("meshrig", outcome)
 }

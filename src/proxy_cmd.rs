@@ -1,9 +1,12 @@
 //! `meshrig proxy` — the sidecar, standalone on real sockets.
 //!
-//! Loads the Istio configuration set and the registry file, compiles the proxy's
-//! snapshot with mesh-core, binds the listeners asked for, prints one
-//! `<listener> listening on ADDR` line per listener and then `ready` on stdout (so
-//! tests and scripts can use port 0), and serves until SIGINT or SIGTERM.
+//! Loads the Istio configuration set and the registry file (static mode), or
+//! subscribes to a control plane and waits for its first version (`--control`),
+//! compiles the proxy's snapshot with mesh-core, binds the listeners asked for,
+//! prints one `<listener> listening on ADDR` line per listener and then `ready` on
+//! stdout (so tests and scripts can use port 0), and serves until SIGINT or SIGTERM
+//! (or stdin's end, with `--exit-on-stdin-eof`). With `--control`, each new version
+//! is swapped in without failing a request in flight.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -12,13 +15,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use mesh_control::{ClientOptions, ProxyIdentity, Update};
 use mesh_core::Locality;
 use mesh_core::compile::{ProxyId, snapshot};
 use mesh_core::config::{ConfigSet, Severity};
 use mesh_proxy::{Listeners, Mesh, Proxy, RegistryFile};
 
 use crate::exit::usage;
-use crate::signals::stop_signal;
 
 /// Run the sidecar proxy: outbound (routing, load balancing, retries, faults),
 /// inbound (authorization), admin (/ready, /config_dump, /metrics).
@@ -42,13 +45,30 @@ Example:\n  \
     curl -H 'Host: reviews' http://127.0.0.1:15001/"
 )]
 pub struct ProxyArgs {
-    /// Istio YAML file or directory (repeatable); together they form one configuration set.
+    /// Istio YAML file or directory (repeatable); together they form one configuration
+    /// set, read once (static mode).
     #[arg(long = "config", value_name = "FILE_OR_DIR")]
     config: Vec<PathBuf>,
 
-    /// Registry file (JSON, see below): services and their instances.
+    /// Registry file (JSON, see below): services and their instances (static mode).
     #[arg(long, value_name = "FILE")]
-    registry: PathBuf,
+    registry: Option<PathBuf>,
+
+    /// Subscribe to a control plane (`meshrig control`) instead of --config/--registry:
+    /// the proxy waits for its first configuration before `ready`, applies every new
+    /// version without dropping requests, ACKs or NACKs it, and keeps the last good
+    /// one while the control plane is unreachable.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["config", "registry"])]
+    control: Option<String>,
+
+    /// The id this proxy ACKs under at the control plane. Default: SERVICE.NAMESPACE@PID.
+    #[arg(long, value_name = "ID", requires = "control")]
+    proxy_id: Option<String>,
+
+    /// Shut down when stdin reaches end of file (for a parent that pipes stdin, so the
+    /// proxy never outlives it).
+    #[arg(long)]
+    exit_on_stdin_eof: bool,
 
     /// The service this proxy is the sidecar of (its workload name).
     #[arg(long, value_name = "NAME")]
@@ -97,6 +117,11 @@ pub struct ProxyArgs {
     /// Tokio worker threads. Default: one per core.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+
+    /// Access log: one JSON line per request (Envoy's fields), to PATH (appended) or
+    /// `-` for stdout. Lines are dropped, not waited for, when the writer falls behind.
+    #[arg(long, value_name = "PATH|-")]
+    access_log: Option<String>,
 }
 
 fn addr(flag: &str, value: Option<&String>) -> anyhow::Result<Option<SocketAddr>> {
@@ -135,15 +160,77 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     if matches!(args.threads, Some(0)) {
         return Err(usage("--threads: must be at least 1"));
     }
-    let text = std::fs::read_to_string(&args.registry)
-        .map_err(|e| usage(format!("--registry {}: {e}", args.registry.display())))?;
+    let mut proxy = ProxyId::new(&args.service, &args.namespace);
+    proxy.labels = labels;
+    proxy.service_account = args.service_account;
+    let locality = Locality {
+        region: args.region,
+        zone: args.zone,
+        subzone: String::new(),
+    };
+    let (mesh, control) = match (&args.control, &args.registry) {
+        (Some(url), _) => {
+            let identity = ProxyIdentity {
+                id: args.proxy_id.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}.{}@{}",
+                        proxy.workload,
+                        proxy.namespace,
+                        std::process::id()
+                    )
+                }),
+                workload: proxy.workload.clone(),
+                namespace: proxy.namespace.clone(),
+                labels: proxy.labels.clone(),
+                service_account: proxy.service_account.clone(),
+            };
+            let options =
+                ClientOptions::new(url, identity).map_err(|e| usage(format!("--control: {e}")))?;
+            // Version 0, empty, until the control plane's first version arrives.
+            let set = ConfigSet::default();
+            let snap = snapshot(&set, &Default::default(), &proxy, 0);
+            (Mesh::new(set, snap, locality, args.seed), Some(options))
+        }
+        (None, Some(path)) => (
+            static_mesh(&args.config, path, &proxy, locality, args.seed)?,
+            None,
+        ),
+        (None, None) => {
+            return Err(usage(
+                "no configuration: give --registry FILE (with --config, static) or --control URL (a control plane)",
+            ));
+        }
+    };
+    let mesh = Arc::new(mesh);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build()?;
+    let stop = runtime.block_on(async { crate::control_cmd::stop(args.exit_on_stdin_eof) })?;
+    runtime.block_on(serve(mesh, listeners, args.access_log, control, stop))?;
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The mesh of a static configuration: `config` and the registry file at
+/// `registry`, read once.
+fn static_mesh(
+    config: &[PathBuf],
+    registry: &std::path::Path,
+    proxy: &ProxyId,
+    locality: Locality,
+    seed: u64,
+) -> anyhow::Result<Mesh> {
+    let text = std::fs::read_to_string(registry)
+        .map_err(|e| usage(format!("--registry {}: {e}", registry.display())))?;
     let registry = RegistryFile::parse(&text)
-        .map_err(|e| usage(format!("--registry {}: {e}", args.registry.display())))?
+        .map_err(|e| usage(format!("--registry {}: {e}", registry.display())))?
         .to_registry();
-    let sources = if args.config.is_empty() {
+    let sources = if config.is_empty() {
         Vec::new()
     } else {
-        crate::validate_cmd::read_sources(&args.config)?
+        crate::validate_cmd::read_sources(config)?
     };
     let (set, findings) = ConfigSet::load(&sources);
     let errors: Vec<_> = findings
@@ -159,29 +246,56 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             errors.len()
         )));
     }
-    let mut proxy = ProxyId::new(&args.service, &args.namespace);
-    proxy.labels = labels;
-    proxy.service_account = args.service_account;
-    let snap = snapshot(&set, &registry, &proxy, 1);
-    let locality = Locality {
-        region: args.region,
-        zone: args.zone,
-        subzone: String::new(),
-    };
-    let mesh = Arc::new(Mesh::new(set, snap, locality, args.seed));
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        builder.worker_threads(n);
-    }
-    let runtime = builder.enable_all().build()?;
-    runtime.block_on(serve(mesh, listeners))?;
-    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    Ok(ExitCode::SUCCESS)
+    let snap = snapshot(&set, &registry, proxy, 1);
+    Ok(Mesh::new(set, snap, locality, seed))
 }
 
-async fn serve(mesh: Arc<Mesh>, listeners: Listeners) -> anyhow::Result<()> {
-    let stop = stop_signal()?;
-    let proxy = Proxy::bind(mesh.clone(), &listeners).await?;
+/// Subscribes `mesh` to the control plane and waits for its first version (or
+/// `stop`, whose reason is then returned).
+async fn subscribe(
+    mesh: &Arc<Mesh>,
+    options: ClientOptions,
+    stop: &mut crate::control_cmd::Stop,
+) -> Option<&'static str> {
+    let (first_tx, mut first_rx) = tokio::sync::watch::channel(false);
+    let url = options.url();
+    let m = mesh.clone();
+    tokio::spawn(mesh_control::client::run(options, move |update: Update| {
+        let stats = m.update(update.set, update.snapshot);
+        eprintln!(
+            "meshrig proxy: configuration version {} (snapshot {:016x}) in service; {} cluster(s) kept, {} rebuilt",
+            update.version, update.hash, stats.kept, stats.rebuilt
+        );
+        first_tx.send_replace(true);
+        Ok(())
+    }));
+    eprintln!("meshrig proxy: waiting for the first configuration from {url}");
+    tokio::select! {
+        _ = first_rx.wait_for(|got| *got) => None,
+        reason = stop => Some(reason),
+    }
+}
+
+async fn serve(
+    mesh: Arc<Mesh>,
+    listeners: Listeners,
+    access_log: Option<String>,
+    control: Option<ClientOptions>,
+    mut stop: crate::control_cmd::Stop,
+) -> anyhow::Result<()> {
+    if let Some(options) = control
+        && let Some(reason) = subscribe(&mesh, options, &mut stop).await
+    {
+        eprintln!("meshrig proxy: {reason}: shutting down");
+        return Ok(());
+    }
+    let mut proxy = Proxy::bind(mesh.clone(), &listeners).await?;
+    if let Some(path) = &access_log {
+        let log =
+            mesh_proxy::access_log::AccessLog::open(&mesh_proxy::access_log::Sink::parse(path))
+                .map_err(|e| usage(format!("--access-log: {e}")))?;
+        proxy = proxy.with_access_log(log);
+    }
     let (outbound, inbound, admin) = proxy.local_addrs();
     {
         let mut out = std::io::stdout().lock();
@@ -197,13 +311,15 @@ async fn serve(mesh: Arc<Mesh>, listeners: Listeners) -> anyhow::Result<()> {
         let _ = writeln!(out, "ready");
         let _ = out.flush();
     }
+    let snap = mesh.snapshot();
     eprintln!(
-        "meshrig proxy: {} in {}: {} VirtualService(s), {} cluster(s), {} inbound policy(ies)",
-        mesh.snapshot.proxy.workload,
-        mesh.snapshot.proxy.namespace,
-        mesh.snapshot.routes.services().len(),
-        mesh.snapshot.clusters.len(),
-        mesh.snapshot.inbound_authz.len(),
+        "meshrig proxy: {} in {}: version {}: {} VirtualService(s), {} cluster(s), {} inbound policy(ies)",
+        snap.proxy.workload,
+        snap.proxy.namespace,
+        snap.version,
+        snap.routes.services().len(),
+        snap.clusters.len(),
+        snap.inbound_authz.len(),
     );
     proxy
         .serve(async move {

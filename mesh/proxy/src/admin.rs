@@ -1,5 +1,7 @@
 //! The admin listener: `/ready` (200 once the proxy listens), `/config_dump` (the
-//! snapshot as JSON), `/metrics` (Prometheus text). Anything else is a 404.
+//! snapshot in service as JSON: its `version` is the configuration version, also in
+//! the `x-meshrig-config-version` header), `/metrics` (Prometheus text). Anything
+//! else is a 404.
 
 use std::sync::Arc;
 
@@ -14,10 +16,19 @@ use crate::outbound::local;
 pub fn handle(mesh: &Arc<Mesh>, request: &Request<Incoming>) -> Response<ProxyBody> {
     match request.uri().path() {
         "/ready" => local(StatusCode::OK, "ready\n"),
-        "/config_dump" => match serde_json::to_vec_pretty(&*mesh.snapshot) {
-            Ok(json) => with_type(local(StatusCode::OK, json), "application/json"),
-            Err(e) => local(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
-        },
+        "/config_dump" => {
+            let config = mesh.config();
+            match serde_json::to_vec_pretty(&*config.snapshot) {
+                Ok(json) => {
+                    let mut r = with_type(local(StatusCode::OK, json), "application/json");
+                    if let Ok(v) = HeaderValue::from_str(&config.version.to_string()) {
+                        r.headers_mut().insert("x-meshrig-config-version", v);
+                    }
+                    r
+                }
+                Err(e) => local(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            }
+        }
         "/metrics" => with_type(
             local(StatusCode::OK, mesh.metrics.render()),
             "text/plain; version=0.0.4",

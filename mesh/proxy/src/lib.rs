@@ -15,9 +15,11 @@
 //!   the snapshot's `inbound_authz`, then forwards to the local application.
 //! * **admin** ([`admin`]): `/ready`, `/config_dump`, `/metrics` (Prometheus text).
 //!
-//! What it is not (yet): no mTLS, no HTTP/2, no control-plane subscription (the
-//! configuration is static), no connection-pool limits (circuit breaking), no
-//! mirroring, no header operations or authority rewrites.
+//! Configuration is static (files read once) or streamed from a control plane
+//! ([`mesh_control::client`]); [`Mesh::update`] swaps it without failing a request
+//! in flight and keeps the state of clusters the change does not touch.
+//!
+//! What it is not (yet): no mTLS, no header operations or authority rewrites.
 
 pub mod access_log;
 pub mod admin;
@@ -34,7 +36,7 @@ pub mod server;
 pub mod trace;
 pub mod upstream;
 
-pub use mesh::Mesh;
+pub use mesh::{Config, Mesh, UpdateStats};
 pub use registry::{RegistryFile, RegistryFileError};
 pub use server::{Listeners, Proxy};
 

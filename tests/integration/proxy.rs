@@ -780,25 +780,42 @@ fn h2c_requests_go_through_and_upstream_as_h2() {
                     .await
                     .expect("h2c handshake with the proxy");
             tokio::spawn(conn);
+            // Above the retry replay limit (64 KiB) the body is streamed, not buffered.
+            let large: Vec<u8> = (0..300 * 1024u32).map(|i| b'a' + (i % 26) as u8).collect();
             for path in ["/debug", "/"] {
+                let body = if path == "/" {
+                    bytes::Bytes::from(large.clone())
+                } else {
+                    bytes::Bytes::from_static(b"hello h2")
+                };
                 let request = http::Request::builder()
                     .method("POST")
                     .uri(format!("http://reviews{path}"))
                     .version(http::Version::HTTP_2)
-                    .body(Full::new(bytes::Bytes::from_static(b"hello h2")))
+                    .body(Full::new(body))
                     .unwrap();
                 let response = sender.send_request(request).await.expect("response");
                 assert_eq!(response.status(), 200);
                 assert_eq!(response.version(), http::Version::HTTP_2);
                 assert_eq!(response.headers()["x-meshrig-server"], "reviews-v1");
                 let body = response.into_body().collect().await.unwrap().to_bytes();
-                let body = String::from_utf8_lossy(&body).into_owned();
                 if path == "/debug" {
+                    let body = String::from_utf8_lossy(&body);
                     assert!(body.contains("version: HTTP/2.0"), "upstream h2: {body}");
                 } else {
-                    assert_eq!(body, "hello h2");
+                    assert!(body == large, "the large body came back whole");
                 }
             }
+            // A large response streams back too.
+            let request = http::Request::builder()
+                .uri("http://reviews/?size=2MiB")
+                .version(http::Version::HTTP_2)
+                .body(Full::new(bytes::Bytes::new()))
+                .unwrap();
+            let response = sender.send_request(request).await.expect("response");
+            assert_eq!(response.status(), 200);
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body.len(), 2 * 1024 * 1024);
         };
         tokio::time::timeout(Duration::from_secs(20), run)
             .await

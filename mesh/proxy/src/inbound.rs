@@ -4,7 +4,8 @@
 //! (the proxy's labels and namespace; root namespace `istio-system`). A denial is
 //! `403 RBAC: access denied`, as Envoy answers; a CUSTOM policy's external authorizer
 //! cannot be asked here, so it counts as a denial (fail closed). Allowed requests are
-//! streamed to the application, without retries.
+//! streamed to the application over HTTP/1.1 (whatever the client spoke), without
+//! retries or connection-pool limits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -241,10 +241,17 @@ impl PoolCell {
                     connection,
                     endpoint,
                 } => {
-                    st.connections.insert(connection, Conn::Connecting);
                     let address = st.addresses.get(&endpoint).cloned().unwrap_or_default();
-                    let cell = self.clone();
-                    tokio::spawn(async move { cell.connect(connection, address).await });
+                    // A lease dropped while the runtime shuts down has no runtime to
+                    // connect on: the connection fails instead of panicking.
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(runtime) => {
+                            st.connections.insert(connection, Conn::Connecting);
+                            let cell = self.clone();
+                            runtime.spawn(async move { cell.connect(connection, address).await });
+                        }
+                        Err(_) => st.pool.on_connect_failed(self.clock.now(), connection),
+                    }
                 }
                 PoolAction::Dispatch {
                     request,

@@ -176,6 +176,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                 stop: stop.clone(),
                 progress,
                 observer: None,
+                start_at: None,
             },
         )
         .await

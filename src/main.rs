@@ -4,6 +4,7 @@
 //! types of the crate that does the work, and maps the outcome to an exit code
 //! (0 ok, 1 the run failed, 2 usage error).
 
+mod app_cmd;
 mod control_cmd;
 mod echo_cmd;
 mod exit;
@@ -43,6 +44,9 @@ enum Command {
     Proxy(Box<proxy_cmd::ProxyArgs>),
     /// Run the control plane: versioned per-proxy configuration for `meshrig proxy --control`.
     Control(Box<control_cmd::ControlArgs>),
+    /// Serve one instance of a scenario's application model (service time, errors,
+    /// fan-out calls) on real sockets, as `meshrig run --mode real` does.
+    App(Box<app_cmd::AppArgs>),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(*args),
         Command::Proxy(args) => proxy_cmd::run(*args),
         Command::Control(args) => control_cmd::run(*args),
+        Command::App(args) => app_cmd::run(*args),
     };
     exit::report("meshrig", outcome)
 }

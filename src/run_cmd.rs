@@ -10,6 +10,7 @@
 //! Real mode (`--mode real`) is not built yet: it says so and exits 2.
 
 mod output;
+mod real;
 mod render;
 
 use std::io::IsTerminal as _;
@@ -101,11 +102,6 @@ pub enum Mode {
 
 /// Runs `meshrig run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if args.mode == Mode::Real {
-        return Err(usage(
-            "real mode is not available yet (issue 5); only --mode sim runs scenarios for now",
-        ));
-    }
     let file = args.scenario.display().to_string();
     let text = std::fs::read_to_string(&args.scenario)
         .map_err(|e| usage(format!("cannot read scenario {file}: {e}")))?;
@@ -147,6 +143,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     options.stop = Some(Arc::clone(&stop));
     install_signal_handler(Arc::clone(&stop))?;
+    if args.mode == Mode::Real {
+        return run_real(&args, &loaded, file, options, stop);
+    }
 
     let sc = &loaded.scenario;
     let end_ns = options
@@ -205,10 +204,67 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    report(&args, &result, interrupted)
+}
+
+/// `--mode real`: the scenario on real processes (see [`real`]).
+fn run_real(
+    args: &RunArgs,
+    loaded: &scenario::Loaded,
+    file: String,
+    options: sim::SimOptions,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<ExitCode> {
+    if args.check_determinism {
+        return Err(usage(
+            "--check-determinism needs --mode sim: real runs depend on the machine and are not deterministic",
+        ));
+    }
+    let sc = &loaded.scenario;
+    // Child logs and configs: under --out (kept), else a temporary directory.
+    let (work_dir, temporary) = match &args.out {
+        Some(out) => (out.join("real"), false),
+        None => (
+            std::env::temp_dir().join(format!("meshrig-real-{}", std::process::id())),
+            true,
+        ),
+    };
+    let opts = real::RealOptions {
+        scenario_path: args.scenario.clone(),
+        file,
+        seed: args.seed.unwrap_or(sc.seed),
+        duration_ns: options.duration_ns,
+        command: options.command,
+        stop: Arc::clone(&stop),
+        work_dir: work_dir.clone(),
+        quiet: args.quiet,
+    };
+    if !args.quiet {
+        eprintln!(
+            "meshrig run: {} — real processes on 127.0.0.1, seed {}",
+            sc.name, opts.seed
+        );
+    }
+    let outcome = real::run(loaded, &opts);
+    if temporary && outcome.is_ok() {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
+    let result = outcome.map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}\n(child logs are in {})",
+            work_dir.join("logs").display()
+        )
+    })?;
+    let interrupted = stop.load(Ordering::Relaxed) || result.interrupted;
+    report(args, &result, interrupted)
+}
+
+/// Writes, prints and judges a result: the exit code.
+fn report(args: &RunArgs, result: &ScenarioResult, interrupted: bool) -> anyhow::Result<ExitCode> {
     // Files first, so a closed stdout cannot lose the result.
     let mut write_failed = false;
     if let Some(out) = &args.out {
-        match output::write_dir(out, &result) {
+        match output::write_dir(out, result) {
             Ok(()) => {
                 if !args.quiet {
                     eprintln!(
@@ -226,9 +282,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let summary_shown = !args.quiet && !args.json;
     if args.json {
-        output::print_json(&result)?;
+        output::print_json(result)?;
     } else if !args.quiet {
-        print!("{}", render::summary(&result));
+        print!("{}", render::summary(result));
     }
     if !summary_shown {
         for w in result.not_applied.iter() {

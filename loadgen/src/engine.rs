@@ -211,6 +211,9 @@ pub struct RunOptions {
     pub stop: StopHandle,
     pub progress: Option<ProgressFn>,
     pub observer: Option<Observer>,
+    /// Start the clock at this instant once every connection is open (default: as
+    /// soon as they are). A start already past begins at once.
+    pub start_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -219,6 +222,7 @@ impl std::fmt::Debug for RunOptions {
             .field("stop", &self.stop)
             .field("progress", &self.progress.is_some())
             .field("observer", &self.observer.is_some())
+            .field("start_at", &self.start_at)
             .finish()
     }
 }
@@ -325,6 +329,13 @@ pub async fn run(
         }
     }
 
+    // Connected: start now, or at the instant asked for (a scenario's timeline).
+    if let Some(at) = options.start_at {
+        tokio::select! {
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+            () = stop.stopped() => {}
+        }
+    }
     let start = Instant::now();
     let _ = start_tx.send(Some(start));
 

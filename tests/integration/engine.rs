@@ -149,6 +149,7 @@ async fn stop_handle_interrupts() {
             stop,
             progress: None,
             observer: None,
+            start_at: None,
         },
     )
     .await

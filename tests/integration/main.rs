@@ -9,5 +9,6 @@ mod load;
 mod proxy;
 mod route;
 mod run;
+mod run_real;
 mod support;
 mod validate;

@@ -173,8 +173,9 @@ pub fn run(loaded: &Loaded, opts: &RealOptions) -> anyhow::Result<ScenarioResult
     } else {
         end_ns
     };
-    let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
-    let collected = collect::collect(sc, &plan, recs, events, duration_ns, &Default::default());
+    let mut events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
+    let ejections = proxy_events(&plan, opts, t0_unix, &mut events);
+    let collected = collect::collect(sc, &plan, recs, events, duration_ns, &ejections);
     Ok(result(
         loaded,
         opts,
@@ -194,6 +195,69 @@ fn unix_ns() -> u64 {
 
 fn app_log(opts: &RealOptions, name: &str) -> PathBuf {
     opts.work_dir.join("logs").join(format!("{name}.app.jsonl"))
+}
+
+/// The sidecars' outlier events (JSON lines on their stderr) as result events, and
+/// the ejections per instance.
+fn proxy_events(
+    plan: &Plan,
+    opts: &RealOptions,
+    t0_unix: u64,
+    events: &mut Vec<Event>,
+) -> BTreeMap<String, u64> {
+    // An endpoint address is an instance's serving port, or a link's port to it.
+    let mut by_port: BTreeMap<u16, &str> = BTreeMap::new();
+    for i in &plan.insts {
+        by_port.insert(i.serving_port(plan.proxies_per_hop), &i.name);
+    }
+    for l in &plan.links {
+        by_port.insert(l.port, &plan.insts[l.dest].name);
+    }
+    let mut ejections = BTreeMap::new();
+    let sidecars = plan
+        .insts
+        .iter()
+        .map(|i| format!("{}.proxy", i.name))
+        .chain(
+            plan.clients
+                .iter()
+                .map(|c| format!("client-{}.proxy", c.zone)),
+        );
+    for proxy in sidecars {
+        let path = opts.work_dir.join("logs").join(format!("{proxy}.stderr"));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for line in text.lines().filter(|l| l.starts_with('{')) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let Some(kind) = v["event"].as_str().map(str::to_owned) else {
+                continue;
+            };
+            let unix = v["unix_ns"].as_u64().unwrap_or(0);
+            let target = v["endpoint"]
+                .as_str()
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .and_then(|p| by_port.get(&p).copied())
+                .unwrap_or("mesh");
+            if kind == "ejection" {
+                *ejections.entry(target.to_owned()).or_insert(0) += 1;
+            }
+            let source = proxy.trim_end_matches(".proxy");
+            events.push(Event {
+                t_ns: unix.saturating_sub(t0_unix),
+                kind,
+                at: target.to_owned(),
+                detail: format!(
+                    "by {source}'s sidecar ({})",
+                    v["cluster"].as_str().unwrap_or("")
+                ),
+            });
+        }
+    }
+    ejections
 }
 
 /// What real mode cannot reproduce, said up front: (`not_applied`, warnings).

@@ -63,4 +63,6 @@ pub mod flags {
     pub const NO_CLUSTER: &str = "NC";
     /// The header carrying the flags.
     pub const HEADER: &str = "x-meshrig-flags";
+    /// On outbound responses that took more than one try: how many.
+    pub const ATTEMPTS_HEADER: &str = "x-meshrig-attempts";
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use mesh_core::compile::{ClusterPolicy, Snapshot, cluster_policy};
 use mesh_core::config::ConfigSet;
 use mesh_core::lb::{LoadBalancer, select_subset};
-use mesh_core::outlier::OutlierDetector;
+use mesh_core::outlier::{OutlierDetector, OutlierEvent};
 use mesh_core::retry::RetryBudget;
 use mesh_core::{Endpoint, EndpointId, Locality, Time};
 use rand::SeedableRng;
@@ -225,7 +225,42 @@ impl Cluster {
         if let Some(od) = &mut self.outlier
             && od.poll_timeout().is_some_and(|at| at <= now)
         {
-            let _ = od.handle_timeout(now);
+            let events = od.handle_timeout(now);
+            self.report(&events);
+        }
+    }
+
+    /// Logs outlier events (ejections, unejections, suppressed ejections, panic
+    /// mode) as JSON lines on stderr, with wall-clock time and the endpoint's address:
+    /// they are rare, they are what an operator looks for, and `meshrig run --mode
+    /// real` reads them into the result's event log.
+    pub fn report(&self, events: &[OutlierEvent]) {
+        use std::io::Write as _;
+        if events.is_empty() {
+            return;
+        }
+        let unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut err = std::io::stderr().lock();
+        for e in events {
+            let (kind, endpoint) = match e {
+                OutlierEvent::Ejected { endpoint, .. } => ("ejection", Some(*endpoint)),
+                OutlierEvent::EjectionSuppressed { endpoint, .. } => {
+                    ("ejection_suppressed", Some(*endpoint))
+                }
+                OutlierEvent::Unejected { endpoint, .. } => ("unejection", Some(*endpoint)),
+                OutlierEvent::PanicModeEntered { .. } => ("outlier_panic", None),
+                _ => continue,
+            };
+            let line = serde_json::json!({
+                "event": kind,
+                "unix_ns": unix_ns,
+                "cluster": self.policy.host,
+                "endpoint": endpoint.and_then(|id| self.address(id)),
+                "detail": e,
+            });
+            let _ = writeln!(err, "{line}");
         }
     }
 

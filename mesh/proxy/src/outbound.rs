@@ -89,6 +89,14 @@ pub async fn handle(
     {
         response.headers_mut().insert(flags::HEADER, v);
     }
+    if let Some(u) = &upstream
+        && u.attempts > 1
+    {
+        // Tries this request took, for callers that count retries per edge.
+        response
+            .headers_mut()
+            .insert(flags::ATTEMPTS_HEADER, HeaderValue::from(u.attempts));
+    }
     let labels = &mut exchange.labels;
     labels.destination_service(&destination);
     if !flags.is_empty() {
@@ -467,7 +475,8 @@ async fn tries(
             let mut c = lock(cluster);
             c.lb.on_request_end(endpoint);
             if let Some(od) = &mut c.outlier {
-                let _ = od.on_response(now, endpoint, outcome);
+                let events = od.on_response(now, endpoint, outcome);
+                c.report(&events);
             }
             let mut rng = mesh.rng();
             if timed_out {

@@ -269,3 +269,38 @@ fn no_mesh_baseline_runs_apps_directly() {
         "{calls} calls for {sent} requests"
     );
 }
+
+/// The scenario library runs in real mode too: the outlier scenario in full (its
+/// behavioural assertions gate), the others shortened (their verdicts are about the
+/// whole timeline, so only the run itself is checked).
+#[test]
+fn library_scenarios_run_in_real_mode() {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let dir = TempDir::new("run-real-library");
+    for (file, duration, gates) in [
+        ("outlier-failover.yaml", None, true),
+        ("sidecar-overhead-2.yaml", Some("3s"), false),
+        ("retry-storm.yaml", Some("3s"), false),
+        ("fault-injection.yaml", Some("3s"), false),
+        ("canary-rollout.yaml", Some("6s"), false),
+    ] {
+        let out = dir.path(file);
+        let mut cmd = meshrig();
+        cmd.args(["run", "--mode", "real", "--quiet", "--out"])
+            .arg(&out);
+        if let Some(d) = duration {
+            cmd.args(["--duration", d]);
+        }
+        let output = run_with_limit(cmd.arg(lib.join(file)), LIMIT);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let code = output.status.code();
+        if gates {
+            assert_eq!(code, Some(0), "{file}: {stderr}");
+        } else {
+            assert!(matches!(code, Some(0 | 1)), "{file}: {code:?} {stderr}");
+        }
+        let r = read_json(&out.join("result.json"));
+        assert_eq!(r["scenario"]["mode"], "real", "{file}");
+        assert!(f(&r, "/totals/requests_total") > 0.0, "{file}");
+    }
+}

@@ -193,6 +193,12 @@ fn unix_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+fn access_log(opts: &RealOptions, name: &str) -> PathBuf {
+    opts.work_dir
+        .join("logs")
+        .join(format!("{name}.access.jsonl"))
+}
+
 fn app_log(opts: &RealOptions, name: &str) -> PathBuf {
     opts.work_dir.join("logs").join(format!("{name}.app.jsonl"))
 }
@@ -255,6 +261,59 @@ fn proxy_events(
                     v["cluster"].as_str().unwrap_or("")
                 ),
             });
+        }
+    }
+    // Per-request decisions from the sidecars' access logs (outbound side): injected
+    // faults and retries, as the simulator logs them.
+    let sources = plan
+        .insts
+        .iter()
+        .map(|i| i.name.clone())
+        .chain(plan.clients.iter().map(|c| format!("client-{}", c.zone)));
+    for source in sources {
+        let Ok(text) = std::fs::read_to_string(access_log(opts, &source)) else {
+            continue;
+        };
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if v["reporter"] != "source" {
+                continue;
+            }
+            let Some(start) = v["start_time"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .and_then(|d| u64::try_from(d.as_nanos()).ok())
+            else {
+                continue;
+            };
+            if start < t0_unix {
+                continue;
+            }
+            let t_ns = start - t0_unix;
+            let flags = v["response_flags"].as_str().unwrap_or("-");
+            let dest = v["authority"].as_str().unwrap_or("?");
+            for (flag, kind) in [("FI", "fault_abort"), ("DI", "fault_delay")] {
+                if flags.split(',').any(|f| f == flag) {
+                    events.push(Event {
+                        t_ns,
+                        kind: kind.to_owned(),
+                        at: source.clone(),
+                        detail: format!("to {dest}: {}", v["response_code"]),
+                    });
+                }
+            }
+            let attempts = v["attempts"].as_u64().unwrap_or(1);
+            for k in 1..attempts {
+                events.push(Event {
+                    t_ns,
+                    kind: "retry".to_owned(),
+                    at: source.clone(),
+                    detail: format!("to {dest}: try {}", k + 1),
+                });
+            }
         }
     }
     ejections
@@ -449,6 +508,8 @@ fn instance_specs(plan: &Plan, opts: &RealOptions, control_url: &str) -> Vec<Spe
                 addr(inst.outbound_port),
                 "--admin".into(),
                 addr(inst.admin_port),
+                "--access-log".into(),
+                access_log(opts, &inst.name).display().to_string(),
             ]);
             if plan.proxies_per_hop >= 2 {
                 args.extend([
@@ -479,6 +540,10 @@ fn instance_specs(plan: &Plan, opts: &RealOptions, control_url: &str) -> Vec<Spe
             addr(c.outbound_port),
             "--admin".into(),
             addr(c.admin_port),
+            "--access-log".into(),
+            access_log(opts, &format!("client-{}", c.zone))
+                .display()
+                .to_string(),
         ]);
         specs.push(Spec {
             name: format!("client-{}.proxy", c.zone),

@@ -84,10 +84,16 @@ fn mesh_behaviours_hold_on_real_sockets() {
         .iter()
         .filter_map(|e| e["kind"].as_str())
         .collect();
-    assert!(
-        kinds.contains(&"fault") && kinds.contains(&"fault_end"),
-        "{kinds:?}"
-    );
+    for kind in [
+        "fault",
+        "fault_end",
+        "fault_abort",
+        "fault_delay",
+        "retry",
+        "ejection",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} event in {kinds:?}");
+    }
 }
 
 /// Starts `meshrig run --mode real` on `scenario` and returns it once its children are

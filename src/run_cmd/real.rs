@@ -224,11 +224,7 @@ fn proxy_events(
         .insts
         .iter()
         .map(|i| format!("{}.proxy", i.name))
-        .chain(
-            plan.clients
-                .iter()
-                .map(|c| format!("client-{}.proxy", c.zone)),
-        );
+        .chain(plan.clients.iter().map(|c| format!("{}.proxy", c.name)));
     for proxy in sidecars {
         let path = opts.work_dir.join("logs").join(format!("{proxy}.stderr"));
         let Ok(text) = std::fs::read_to_string(&path) else {
@@ -242,24 +238,27 @@ fn proxy_events(
                 continue;
             };
             let unix = v["unix_ns"].as_u64().unwrap_or(0);
-            let target = v["endpoint"]
-                .as_str()
+            let address = v["endpoint"].as_str();
+            let target = address
                 .and_then(|a| a.rsplit_once(':'))
                 .and_then(|(_, p)| p.parse::<u16>().ok())
-                .and_then(|p| by_port.get(&p).copied())
-                .unwrap_or("mesh");
-            if kind == "ejection" {
-                *ejections.entry(target.to_owned()).or_insert(0) += 1;
+                .and_then(|p| by_port.get(&p).copied());
+            if kind == "ejection"
+                && let Some(t) = target
+            {
+                *ejections.entry(t.to_owned()).or_insert(0) += 1;
             }
-            let source = proxy.trim_end_matches(".proxy");
+            // The sidecar names endpoints by address; the result by instance, as the
+            // simulator does (the wording is mesh-core's, shared by both).
+            let mut detail = v["message"].as_str().unwrap_or("").to_owned();
+            if let (Some(a), Some(t)) = (address, target) {
+                detail = detail.replace(a, t);
+            }
             events.push(Event {
                 t_ns: unix.saturating_sub(t0_unix),
                 kind,
-                at: target.to_owned(),
-                detail: format!(
-                    "by {source}'s sidecar ({})",
-                    v["cluster"].as_str().unwrap_or("")
-                ),
+                at: proxy.trim_end_matches(".proxy").to_owned(),
+                detail,
             });
         }
     }
@@ -269,7 +268,7 @@ fn proxy_events(
         .insts
         .iter()
         .map(|i| i.name.clone())
-        .chain(plan.clients.iter().map(|c| format!("client-{}", c.zone)));
+        .chain(plan.clients.iter().map(|c| c.name.clone()));
     for source in sources {
         let Ok(text) = std::fs::read_to_string(access_log(opts, &source)) else {
             continue;
@@ -541,12 +540,10 @@ fn instance_specs(plan: &Plan, opts: &RealOptions, control_url: &str) -> Vec<Spe
             "--admin".into(),
             addr(c.admin_port),
             "--access-log".into(),
-            access_log(opts, &format!("client-{}", c.zone))
-                .display()
-                .to_string(),
+            access_log(opts, &c.name).display().to_string(),
         ]);
         specs.push(Spec {
-            name: format!("client-{}.proxy", c.zone),
+            name: format!("{}.proxy", c.name),
             args,
         });
     }

@@ -244,21 +244,16 @@ impl Cluster {
             .map_or(0, |d| d.as_nanos());
         let mut err = std::io::stderr().lock();
         for e in events {
-            let (kind, endpoint) = match e {
-                OutlierEvent::Ejected { endpoint, .. } => ("ejection", Some(*endpoint)),
-                OutlierEvent::EjectionSuppressed { endpoint, .. } => {
-                    ("ejection_suppressed", Some(*endpoint))
-                }
-                OutlierEvent::Unejected { endpoint, .. } => ("unejection", Some(*endpoint)),
-                OutlierEvent::PanicModeEntered { .. } => ("outlier_panic", None),
-                _ => continue,
-            };
+            let (kind, message) = e.describe(&self.policy.host, |id| {
+                self.address(id)
+                    .map_or_else(|| format!("endpoint {}", id.0), str::to_owned)
+            });
             let line = serde_json::json!({
                 "event": kind,
                 "unix_ns": unix_ns,
                 "cluster": self.policy.host,
-                "endpoint": endpoint.and_then(|id| self.address(id)),
-                "detail": e,
+                "endpoint": e.endpoint().and_then(|id| self.address(id)),
+                "message": message,
             });
             let _ = writeln!(err, "{line}");
         }

@@ -382,7 +382,7 @@ impl World {
         c: u32,
         events: Vec<mesh_core::outlier::OutlierEvent>,
     ) {
-        use mesh_core::outlier::{EjectionReason as R, OutlierEvent as E};
+        use mesh_core::outlier::OutlierEvent as E;
         let cluster = &self.nodes[node as usize].sidecar.clusters[c as usize];
         let (service, host) = (cluster.service, cluster.policy.host.clone());
         let at = self.nodes[node as usize].name.clone();
@@ -392,68 +392,13 @@ impl World {
                 |n| w.nodes[n as usize].name.clone(),
             )
         };
-        let reason = |r: &R| match r {
-            R::Consecutive5xx { count } => format!("{count} consecutive 5xx"),
-            R::ConsecutiveGatewayErrors { count } => format!("{count} consecutive gateway errors"),
-            R::ConsecutiveLocalOriginFailures { count } => {
-                format!("{count} consecutive local-origin failures")
-            }
-        };
         for e in events {
-            let (kind, detail) = match &e {
-                E::Ejected {
-                    endpoint,
-                    reason: why,
-                    ejection_time,
-                    times_ejected,
-                    ejected,
-                    total,
-                    ..
-                } => {
-                    if let Some(n) = self.topo.node_of(service, *endpoint) {
-                        self.nodes[n as usize].counters.ejections += 1;
-                    }
-                    let detail = format!(
-                        "{host}: {} ejected after {} for {} ms (ejection #{times_ejected}; {ejected}/{total} ejected)",
-                        name_of(self, *endpoint),
-                        reason(why),
-                        ejection_time.as_millis()
-                    );
-                    ("ejection", detail)
-                }
-                E::EjectionSuppressed {
-                    endpoint,
-                    reason: why,
-                    max_ejection_percent,
-                    ..
-                } => (
-                    "ejection_suppressed",
-                    format!(
-                        "{host}: {} not ejected after {}: maxEjectionPercent {max_ejection_percent}% reached",
-                        name_of(self, *endpoint),
-                        reason(why)
-                    ),
-                ),
-                E::Unejected {
-                    endpoint,
-                    ejected_for,
-                    ..
-                } => (
-                    "unejection",
-                    format!(
-                        "{host}: {} back after {} ms",
-                        name_of(self, *endpoint),
-                        ejected_for.as_millis()
-                    ),
-                ),
-                other => (
-                    "outlier_panic",
-                    format!(
-                        "{host}: {}",
-                        serde_json::to_string(other).unwrap_or_default()
-                    ),
-                ),
-            };
+            if let E::Ejected { endpoint, .. } = &e
+                && let Some(n) = self.topo.node_of(service, *endpoint)
+            {
+                self.nodes[n as usize].counters.ejections += 1;
+            }
+            let (kind, detail) = e.describe(&host, |id| name_of(self, id));
             self.log(kind, &at, detail);
         }
     }

@@ -45,6 +45,9 @@ impl Inst {
 /// The load generator's sidecar in one zone.
 #[derive(Debug, Clone)]
 pub struct ClientSidecar {
+    /// `client-<i>`, `i` the first workload from this zone (the simulator's name for
+    /// that workload's client).
+    pub name: String,
     pub zone: String,
     pub region: String,
     pub outbound_port: u16,
@@ -137,12 +140,15 @@ impl Plan {
                 }
             }
         }
-        let client_zones: BTreeSet<&str> =
-            sc.workload.iter().map(|w| w.from_zone.as_str()).collect();
+        let mut client_zones: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, w) in sc.workload.iter().enumerate() {
+            client_zones.entry(w.from_zone.as_str()).or_insert(i);
+        }
         let mut clients = Vec::new();
         if proxies_per_hop > 0 {
-            for z in client_zones {
+            for (z, first) in client_zones {
                 clients.push(ClientSidecar {
+                    name: format!("client-{first}"),
                     zone: z.to_owned(),
                     region: sc.zone(z).map(|z| z.region.clone()).unwrap_or_default(),
                     outbound_port: ports.take()?,

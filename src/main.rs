@@ -51,6 +51,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    loadgen::pem::install_crypto_provider();
     let outcome = match cli.command {
         Command::Load(args) => load_cmd::run(*args),
         Command::Echo(args) => echo_cmd::run(args),

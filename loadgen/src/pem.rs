@@ -73,3 +73,10 @@ fn read(path: &Path) -> Result<Vec<u8>, PemError> {
 pub fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     std::sync::Arc::new(rustls::crypto::ring::default_provider())
 }
+
+/// Installs ring as the process's default rustls provider, once, at start-up (the
+/// workspace builds rustls with ring only; `cargo tree -d` shows no second stack).
+/// A second call is a no-op.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -310,3 +310,40 @@ fn library_scenarios_run_in_real_mode() {
         assert!(f(&r, "/totals/requests_total") > 0.0, "{file}");
     }
 }
+
+/// The network between sidecars, for real: a 5 ms one-way inter-zone link through the
+/// fault-injecting relay, a partition (every call fails while it lasts, and recovers),
+/// and a latency fault. Latency figures are checked as lower bounds only (a loaded
+/// machine can only add to them).
+#[test]
+fn links_carry_latency_partitions_and_latency_faults() {
+    let dir = TempDir::new("run-real-links");
+    let out = dir.path("out");
+    let output = run_with_limit(
+        meshrig()
+            .args(["run", "--mode", "real", "--quiet", "--out"])
+            .arg(&out)
+            .arg(data("real-links.yaml")),
+        LIMIT,
+    );
+    let r = read_json(&out.join("result.json"));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        r["assertions"]
+    );
+    let actual = |expr: &str| {
+        r["assertions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["expr"] == expr)
+            .and_then(|a| a["actual"].as_f64())
+            .unwrap_or_else(|| panic!("no actual for {expr}"))
+    };
+    // Two 5 ms one-way legs per call; then two 20 ms ones.
+    assert!(actual("p50(web->db)[0s..900ms] > 10ms") >= 10.0);
+    assert!(actual("p50(web->db)[2600ms..3400ms] > 40ms") >= 40.0);
+}

@@ -1,6 +1,7 @@
 //! The scenario's faults, applied for real on the run's timeline, and the links
 //! (userspace fault-injecting TCP relays) they act on.
 
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ pub async fn start_links(plan: &Plan, seed: u64) -> anyhow::Result<Vec<Link>> {
         let link = Link::builder(upstream)
             .listen_port(l.port)
             .seed(seed ^ (i as u64 + 1))
-            .faults(base_faults(l.base_latency_ns))
+            .faults(base_faults(l))
             .bind()
             .await
             .map_err(|e| anyhow::anyhow!("link {} -> {}: {e}", l.source, dest.name))?;
@@ -35,12 +36,21 @@ pub async fn start_links(plan: &Plan, seed: u64) -> anyhow::Result<Vec<Link>> {
     Ok(links)
 }
 
-fn base_faults(latency_ns: u64) -> Faults {
+/// A link's faults before any scenario fault: the network's latency, bandwidth and
+/// loss.
+fn base_faults(l: &super::plan::LinkPlan) -> Faults {
     let mut f = Faults::default();
-    if latency_ns > 0 {
-        let l = Latency::fixed(Duration::from_nanos(latency_ns));
-        f.upstream.latency = Some(l);
-        f.downstream.latency = Some(l);
+    if l.base_latency_ns > 0 {
+        let lat = Latency::fixed(Duration::from_nanos(l.base_latency_ns));
+        f.upstream.latency = Some(lat);
+        f.downstream.latency = Some(lat);
+    }
+    if let Some(bytes) = l.bandwidth_bps.and_then(|bps| NonZeroU64::new(bps / 8)) {
+        f.upstream.bandwidth_bytes_per_sec = Some(bytes);
+        f.downstream.bandwidth_bytes_per_sec = Some(bytes);
+    }
+    if let Ok(p) = Probability::new(l.loss) {
+        f.reset_per_chunk = p;
     }
     f
 }
@@ -299,8 +309,12 @@ fn apply(ctx: &Context, step: Step) {
             }
         }
         FaultKind::LinkLoss { a, b, loss } => {
-            let p = if step.start { *loss } else { 0.0 };
             for (link, _) in ctx.links(a, b) {
+                let p = if step.start {
+                    *loss
+                } else {
+                    plan_of(ctx, link).map_or(0.0, |l| l.loss)
+                };
                 if let Ok(p) = Probability::new(p) {
                     link.set_reset_probability(ResetScope::Chunk, p);
                 }
@@ -357,13 +371,15 @@ fn apply(ctx: &Context, step: Step) {
     ctx.log(kind, at, what);
 }
 
+/// The plan of a running link.
+fn plan_of<'a>(ctx: &'a Context, link: &LinkHandle) -> Option<&'a super::plan::LinkPlan> {
+    let port = link.local_addr().port();
+    ctx.plan.links.iter().find(|l| l.port == port)
+}
+
 /// The link's base latency (the scenario network's), restored after a latency fault.
 fn base_latency(ctx: &Context, link: &LinkHandle) -> Option<Latency> {
-    let port = link.local_addr().port();
-    ctx.plan
-        .links
-        .iter()
-        .find(|l| l.port == port)
+    plan_of(ctx, link)
         .filter(|l| l.base_latency_ns > 0)
         .map(|l| Latency::fixed(Duration::from_nanos(l.base_latency_ns)))
 }

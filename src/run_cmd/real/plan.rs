@@ -66,6 +66,11 @@ pub struct LinkPlan {
     pub port: u16,
     /// Base one-way latency from the scenario's network (0: none emulated).
     pub base_latency_ns: u64,
+    /// The network's bandwidth cap, bits per second, each direction.
+    pub bandwidth_bps: Option<u64>,
+    /// The network's loss, applied as a reset probability per chunk (real TCP
+    /// retransmits what the simulator models as RTO delays; a relay can only reset).
+    pub loss: f64,
 }
 
 /// Everything real mode starts.
@@ -226,13 +231,19 @@ impl Plan {
                     } else {
                         0
                     };
-                    if faulted || base > 0 {
+                    // Bandwidth and loss of the first zone's link, like the latency.
+                    let first = zones.first().map(|z| sc.network.link(z, &inst.zone));
+                    let bandwidth_bps = first.and_then(|l| l.bandwidth_bps);
+                    let loss = first.map_or(0.0, |l| l.loss);
+                    if faulted || base > 0 || bandwidth_bps.is_some() || loss > 0.0 {
                         links.push(LinkPlan {
                             source: source.clone(),
                             source_zones: zones.clone(),
                             dest: i,
                             port: ports.take()?,
                             base_latency_ns: base,
+                            bandwidth_bps,
+                            loss,
                         });
                     }
                 }

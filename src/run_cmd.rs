@@ -220,6 +220,11 @@ fn run_real(
             "--check-determinism needs --mode sim: real runs depend on the machine and are not deterministic",
         ));
     }
+    if args.cost_table.is_some() {
+        return Err(usage(
+            "--cost-table needs --mode sim: real mode measures real CPU instead of charging a cost table",
+        ));
+    }
     let sc = &loaded.scenario;
     // Child logs and configs: under --out (kept), else a temporary directory.
     let (work_dir, temporary) = match &args.out {

@@ -283,13 +283,13 @@ fn duration_flag_truncates_the_timeline() {
 }
 
 #[test]
-fn real_mode_is_not_available_yet() {
+fn real_mode_refuses_sim_only_flags() {
     let (_dir, file) = scenario("run-real", BASIC);
-    let out = run(&file, &["--mode", "real"]);
+    let out = run(&file, &["--mode", "real", "--check-determinism"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("real mode is not available yet (issue 5)"),
+        stderr.contains("--check-determinism needs --mode sim"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty());

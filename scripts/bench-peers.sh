@@ -109,24 +109,38 @@ PERF=$(command -v perf || true)
 # that commit from a clean `git archive` export instead (own target dir under
 # target/peers/, so neither in-progress edits nor other builds get in the way; the
 # first build takes a few minutes). MESHRIG_BIN=<path> measures a given binary.
+# MESHRIG_BASE_REV=<commit> adds that commit's proxy as one more target,
+# "meshrig@<commit>", to see what changed between two versions in the same run (a
+# sixth target makes the run about a fifth longer).
+build_rev() { # COMMIT → prints the path of its meshrig binary
+    local sha bin src
+    sha=$(git rev-parse --verify "$1^{commit}")
+    bin="$OUT/rev-$sha/meshrig"
+    if [[ ! -x "$bin" ]]; then
+        src="$OUT/rev-$sha/src"
+        rm -rf "$src"
+        mkdir -p "$src"
+        git archive "$sha" | tar -x -C "$src"
+        echo "building meshrig at ${sha:0:12} in $src" >&2
+        (cd "$src" && CARGO_TARGET_DIR="$(pwd)/../../rev-build" cargo build --release --quiet --bin meshrig) >&2
+        cp "$OUT/rev-build/release/meshrig" "$bin"
+    fi
+    echo "$bin"
+}
 if [[ -n "${MESHRIG_BIN:-}" ]]; then
     BIN="$MESHRIG_BIN"
 elif [[ -n "${MESHRIG_REV:-}" ]]; then
-    SHA=$(git rev-parse --verify "$MESHRIG_REV^{commit}")
-    BIN="$OUT/rev-$SHA/meshrig"
-    if [[ ! -x "$BIN" ]]; then
-        SRC="$OUT/rev-$SHA/src"
-        rm -rf "$SRC"
-        mkdir -p "$SRC"
-        git archive "$SHA" | tar -x -C "$SRC"
-        echo "building meshrig at ${SHA:0:12} in $SRC"
-        (cd "$SRC" && CARGO_TARGET_DIR="$(pwd)/../../rev-build" cargo build --release --quiet --bin meshrig)
-        cp "$OUT/rev-build/release/meshrig" "$BIN"
-    fi
-    export MESHRIG_COMMIT="${MESHRIG_COMMIT:-${SHA:0:12}}"
+    BIN=$(build_rev "$MESHRIG_REV")
+    MESHRIG_COMMIT="${MESHRIG_COMMIT:-$(git rev-parse --short=12 "$MESHRIG_REV^{commit}")}"
+    export MESHRIG_COMMIT
 else
     cargo build --release --quiet --bin meshrig
     BIN=target/release/meshrig
+fi
+BASE_ARGS=()
+if [[ -n "${MESHRIG_BASE_REV:-}" ]]; then
+    BASE_ARGS=(--base-bin "$(build_rev "$MESHRIG_BASE_REV")"
+        --base-label "meshrig@$(git rev-parse --short=7 "$MESHRIG_BASE_REV^{commit}")")
 fi
 
 # --- provenance -----------------------------------------------------------------------
@@ -158,6 +172,6 @@ PY
 
 # --- measure --------------------------------------------------------------------------
 python3 scripts/peers/bench.py "$MODE" --bin "$BIN" --nginx "$NGINX" --haproxy "$HAPROXY" \
-    --envoy "$ENVOY" --perf "$PERF" --out "$RUN_OUT" --meta "$META" &
+    --envoy "$ENVOY" --perf "$PERF" --out "$RUN_OUT" --meta "$META" "${BASE_ARGS[@]}" &
 DRIVER_PID=$!
 wait "$DRIVER_PID"

@@ -39,7 +39,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PEERS = ["meshrig", "nginx", "haproxy", "envoy"]
-TARGETS = ["direct"] + PEERS
+PROXIES = list(PEERS)  # plus "meshrig@BASE" with --base-bin
+TARGETS = ["direct"] + PROXIES
 HOST = "echo"  # the Host header every request carries: meshrig's service name
 BODY_BYTES = 1024
 
@@ -259,6 +260,14 @@ def start_targets(args, procs: Procs, tmp: Path) -> dict:
         tmp / "meshrig-proxy.log", CORE_SERVERS,
     )
     targets["meshrig"] = dict(port=port, proc=p)
+    if args.base_bin:  # the same proxy at another commit, for a before/after
+        port = free_port()
+        p = procs.start(
+            [args.base_bin, "proxy", "--registry", str(reg), "--service", "client",
+             "--label", "app=client", "--outbound", f"127.0.0.1:{port}", "--threads", "1"],
+            tmp / "meshrig-base-proxy.log", CORE_SERVERS,
+        )
+        targets[args.base_label] = dict(port=port, proc=p)
 
     port = free_port()
     (tmp / "nginx-tmp").mkdir(exist_ok=True)
@@ -417,7 +426,7 @@ def profile(args, targets: dict, seconds: float, out: Path) -> dict:
     counts: dict[str, dict] = {}
     events = ["raw_syscalls:sys_enter", "context-switches", "cpu-migrations", "task-clock"]
     events += [f"syscalls:sys_enter_{n}" for n in SYSCALLS]
-    for name in PEERS:
+    for name in PROXIES:
         t = targets[name]
         lp = background_load(args, t["port"], rate, seconds + 1.5)
         time.sleep(0.7)
@@ -437,7 +446,7 @@ def profile(args, targets: dict, seconds: float, out: Path) -> dict:
         counts[name] = c
         log(f"perf stat {name} at {rate} rps: {c.get('raw_syscalls:sys_enter', 0):.2f} syscalls, "
             f"{c.get('context-switches', 0):.2f} context switches per request")
-    for name in ("meshrig", "nginx"):
+    for name in ["meshrig", *PROXIES[len(PEERS):], "nginx"]:
         t = targets[name]
         data = out / f"perf-{name}.data"
         lp = background_load(args, t["port"], rate, seconds + 1.5)
@@ -524,7 +533,7 @@ def summarize(rows: list[dict], meta: dict, syscalls: dict | None = None) -> tup
                       "rss_mib", "hwm_mib", "backend_cpu_s", "errors", "non_2xx")
         }
         s[target][level]["runs"] = len(rs)
-    hwm_end = {t: max((r["hwm_mib"] or 0) for r in rows if r["target"] == t) for t in PEERS}
+    hwm_end = {t: max((r["hwm_mib"] or 0) for r in rows if r["target"] == t) for t in PROXIES}
 
     def f(x, nd=3):
         return "—" if x is None else f"{x:.{nd}f}"
@@ -614,19 +623,19 @@ def summarize(rows: list[dict], meta: dict, syscalls: dict | None = None) -> tup
     if syscalls:
         lines.append(f"#### Per request at 5000 rps (perf stat, {meta.get('profile_s')} s each, after the rounds)")
         lines.append("")
-        named = [n for n in SYSCALLS if any(syscalls[t].get(n, 0) >= 0.005 for t in PEERS if t in syscalls)]
-        for t in [t for t in PEERS if t in syscalls]:
+        named = [n for n in SYSCALLS if any(syscalls[t].get(n, 0) >= 0.005 for t in PROXIES if t in syscalls)]
+        for t in [t for t in PROXIES if t in syscalls]:
             syscalls[t]["other"] = max(0.0, syscalls[t].get("raw_syscalls:sys_enter", 0) - sum(
                 syscalls[t].get(n, 0) for n in SYSCALLS))
         cols = ["raw_syscalls:sys_enter", "context-switches"] + named + ["other"]
         heads = ["syscalls", "context switches"] + cols[2:]
         lines.append("| proxy | " + " | ".join(heads) + " |")
         lines.append("|---" * (len(heads) + 1) + "|")
-        for t in PEERS:
+        for t in PROXIES:
             if t in syscalls:
                 lines.append(f"| {t} | " + " | ".join(f"{syscalls[t].get(c, 0):.2f}" for c in cols) + " |")
         lines.append("")
-    profiled = [t for t in PEERS if syscalls and "profile" in syscalls.get(t, {})]
+    profiled = [t for t in PROXIES if syscalls and "profile" in syscalls.get(t, {})]
     if profiled:
         lines.append(f"#### Where the proxy's CPU goes at 5000 rps (perf record, {meta.get('profile_s')} s; "
                      "share of samples, and µs per request using the 5k-rps CPU median above)")
@@ -663,7 +672,12 @@ def main() -> None:
     ap.add_argument("--perf", default="")
     ap.add_argument("--out", required=True)
     ap.add_argument("--meta", default="{}", help="JSON: machine and version strings")
+    ap.add_argument("--base-bin", default="", help="another meshrig binary, as one more target")
+    ap.add_argument("--base-label", default="meshrig@base")
     args = ap.parse_args()
+    if args.base_bin:
+        PROXIES.append(args.base_label)
+        TARGETS.append(args.base_label)
     cfg = MODES[args.mode]
     out = Path(args.out).resolve()
     runs = out / "runs"

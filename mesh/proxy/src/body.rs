@@ -147,25 +147,35 @@ pub struct BodyEnd {
 }
 
 /// A body that calls `on_end` once: at its end, on an error, or when dropped.
-pub struct OnEnd<B> {
+pub struct OnEnd<B: Body> {
     inner: B,
     bytes: u64,
+    /// The body's exact length when known (`content-length`): reaching it is the end
+    /// even if the reader stops polling there (hyper's server does), so the upstream
+    /// connection is reused instead of closed.
+    expected: Option<u64>,
     on_end: Option<Box<dyn FnOnce(BodyEnd) + Send + Sync>>,
 }
 
-impl<B> std::fmt::Debug for OnEnd<B> {
+impl<B: Body> std::fmt::Debug for OnEnd<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnEnd").field("bytes", &self.bytes).finish()
     }
 }
 
-impl<B> OnEnd<B> {
+impl<B: Body> OnEnd<B> {
     pub fn new(inner: B, on_end: impl FnOnce(BodyEnd) + Send + Sync + 'static) -> Self {
         OnEnd {
+            expected: inner.size_hint().exact(),
             inner,
             bytes: 0,
             on_end: Some(Box::new(on_end)),
         }
+    }
+
+    /// Read to the end: the inner body says so, or its known length was reached.
+    fn at_end(&self) -> bool {
+        self.inner.is_end_stream() || self.expected.is_some_and(|n| self.bytes >= n)
     }
 
     fn end(&mut self, complete: bool) {
@@ -178,9 +188,10 @@ impl<B> OnEnd<B> {
     }
 }
 
-impl<B> Drop for OnEnd<B> {
+impl<B: Body> Drop for OnEnd<B> {
     fn drop(&mut self) {
-        self.end(false);
+        let complete = self.at_end();
+        self.end(complete);
     }
 }
 
@@ -201,7 +212,7 @@ where
                 if let Some(data) = frame.data_ref() {
                     self.bytes += data.len() as u64;
                 }
-                if self.inner.is_end_stream() {
+                if self.at_end() {
                     self.end(true);
                 }
             }
@@ -226,6 +237,54 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    /// Like hyper's `Incoming` with a `content-length`: an exact size, and no end
+    /// signalled until it is polled once more.
+    struct Sized(Option<Bytes>);
+
+    impl Body for Sized {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(5)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_read_to_its_length_is_complete_even_if_never_polled_again() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let mut body = OnEnd::new(Sized(Some(Bytes::from_static(b"hello"))), move |e| {
+            s.lock().unwrap().push(e)
+        });
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.data_ref().unwrap().len(), 5);
+        // The reader stops at content-length, as hyper's server does, and drops it.
+        drop(body);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![BodyEnd {
+                bytes: 5,
+                complete: true
+            }],
+            "a complete response must let the upstream connection be reused"
+        );
+        // Dropped short of its length: not complete.
+        let s = seen.clone();
+        drop(OnEnd::new(
+            Sized(Some(Bytes::from_static(b"hello"))),
+            move |e| s.lock().unwrap().push(e),
+        ));
+        assert!(!seen.lock().unwrap()[1].complete);
+    }
 
     #[tokio::test]
     async fn on_end_fires_once_at_the_end_and_on_drop() {

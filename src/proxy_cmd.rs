@@ -202,8 +202,14 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mesh = Arc::new(mesh);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
+    // One thread: a current-thread runtime, so a request's tasks (downstream
+    // connection, upstream connection) wake each other without cross-thread wakeups.
+    let mut builder = if args.threads == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if let Some(n) = args.threads.filter(|n| *n > 1) {
         builder.worker_threads(n);
     }
     let runtime = builder.enable_all().build()?;

@@ -104,7 +104,8 @@ pub struct AppArgs {
     #[arg(long, value_name = "SERVICE=ADDRS")]
     direct: Vec<String>,
 
-    /// Append one JSON line per served request and per call to FILE.
+    /// Append one JSON line per served request and per call to FILE (created if
+    /// missing).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
 
@@ -250,7 +251,12 @@ fn build(args: &AppArgs) -> anyhow::Result<App> {
     }
     let log = match &args.log {
         Some(path) => {
-            std::fs::File::create(path)
+            // Appended to: an instance restarted by a fault keeps what it logged
+            // before it was killed.
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
                 .map_err(|e| usage(format!("--log {}: {e}", path.display())))?;
             Some(Mutex::new(Vec::with_capacity(64 * 1024)))
         }

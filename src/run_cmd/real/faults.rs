@@ -13,7 +13,7 @@ use results::scenario::Event;
 use scenario::{FaultKind, Scenario, Selector};
 
 use super::plan::Plan;
-use super::procs::Procs;
+use super::procs::{Procs, wait_ready};
 
 /// Starts one relay per planned link, listening on its planned port, with the
 /// scenario network's base latency.
@@ -164,24 +164,54 @@ impl Context {
         }
     }
 
+    /// Starts the instances again. Each waits for its processes to be ready on its
+    /// own thread (a sidecar restarted while the control plane is down is not ready
+    /// until it returns, as in Kubernetes), so the timeline goes on meanwhile.
     fn start(&self, insts: &[usize]) {
         for &k in insts {
-            let name = &self.plan.insts[k].name;
-            let mut outcome = Ok(());
-            for part in ["app", "proxy"] {
-                let child = format!("{name}.{part}");
+            let name = self.plan.insts[k].name.clone();
+            let parts: &[&str] = if self.plan.proxies_per_hop == 0 {
+                &["app"]
+            } else {
+                &["app", "proxy"]
+            };
+            let mut launched = Vec::new();
+            let mut failed = None;
+            {
                 let mut p = self.procs();
-                if part == "proxy" && self.plan.proxies_per_hop == 0 {
-                    continue;
-                }
-                if let Err(e) = p.restart(&child, Duration::from_secs(20)) {
-                    outcome = Err(e);
+                for part in parts {
+                    let child = format!("{name}.{part}");
+                    match p.relaunch(&child) {
+                        Ok(rx) => launched.push((p.log_path(&child), child, rx)),
+                        Err(e) => failed = Some(e.to_string()),
+                    }
                 }
             }
-            match outcome {
-                Ok(()) => self.log("instance_up", name, "restarted".to_owned()),
-                Err(e) => self.log("instance_down", name, format!("restart failed: {e}")),
+            if let Some(e) = failed {
+                self.log("instance_down", &name, format!("restart failed: {e}"));
+                continue;
             }
+            let events = Arc::clone(&self.events);
+            let t0 = self.t0;
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let outcome = launched
+                    .iter()
+                    .try_for_each(|(log, child, rx)| wait_ready(child, rx, log, deadline));
+                let (kind, detail) = match outcome {
+                    Ok(()) => ("instance_up", "restarted".to_owned()),
+                    Err(e) => ("instance_down", format!("restart failed: {e}")),
+                };
+                events
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Event {
+                        t_ns: u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                        kind: kind.to_owned(),
+                        at: name,
+                        detail,
+                    });
+            });
         }
     }
 

@@ -80,6 +80,13 @@ impl Procs {
         self.spawn(name, timeout)
     }
 
+    /// Kills `name` and starts it again without waiting: the receiver gets its stdout
+    /// lines (see [`wait_ready`]), so a slow start does not hold the caller.
+    pub fn relaunch(&mut self, name: &str) -> anyhow::Result<mpsc::Receiver<String>> {
+        self.kill(name);
+        self.launch(name)
+    }
+
     fn spawn(&mut self, name: &str, timeout: Duration) -> anyhow::Result<()> {
         let ready = self.launch(name)?;
         self.await_ready(name, &ready, Instant::now() + timeout)
@@ -187,6 +194,26 @@ impl Drop for Procs {
         let names: Vec<String> = self.running.keys().cloned().collect();
         for name in names {
             self.kill(&name);
+        }
+    }
+}
+
+/// Waits until a child started by [`Procs::relaunch`] says `ready`, up to `deadline`.
+pub fn wait_ready(
+    name: &str,
+    ready: &mpsc::Receiver<String>,
+    stderr: &Path,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ready.recv_timeout(left.max(Duration::from_millis(1))) {
+            Ok(line) if line.trim() == "ready" => return Ok(()),
+            Ok(_) => {}
+            Err(_) => anyhow::bail!(
+                "{name} was not ready in time (or exited); its stderr ends with:\n{}",
+                tail(stderr, 5)
+            ),
         }
     }
 }

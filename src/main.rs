@@ -38,7 +38,7 @@ enum Command {
     Validate(validate_cmd::ValidateArgs),
     /// Show what the mesh would do with one request: route, retries, fault, authorization.
     Route(Box<route_cmd::RouteArgs>),
-    /// Run a scenario file in the simulator and check its assertions.
+    /// Run a scenario file (in the simulator, or on real processes) and check its assertions.
     Run(Box<run_cmd::RunArgs>),
     /// Run the sidecar proxy on real sockets (outbound, inbound, admin listeners).
     Proxy(Box<proxy_cmd::ProxyArgs>),

@@ -7,7 +7,8 @@
 //! assertions decide the exit code: 0 all hold, 1 one failed, 2 the scenario or a flag
 //! is invalid, 130 interrupted (Ctrl-C / SIGTERM, after writing the partial result).
 //!
-//! Real mode (`--mode real`) is not built yet: it says so and exits 2.
+//! Real mode (`--mode real`, [`real`]) runs the same scenario on real processes and
+//! sockets and writes the same result schema.
 
 mod output;
 mod real;
@@ -51,7 +52,7 @@ pub struct RunArgs {
     pub scenario: PathBuf,
 
     /// Where to run it: `sim` (the deterministic simulator) or `real` (real processes
-    /// on real sockets; not available yet).
+    /// on 127.0.0.1: control plane, an app and a sidecar per instance).
     #[arg(long, value_enum, default_value_t = Mode::Sim)]
     pub mode: Mode,
 
@@ -96,7 +97,7 @@ pub struct RunArgs {
 pub enum Mode {
     /// The deterministic discrete-event simulator.
     Sim,
-    /// Real processes on real sockets (not available yet).
+    /// Real processes on real sockets (127.0.0.1).
     Real,
 }
 
@@ -261,7 +262,22 @@ fn run_real(
         )
     })?;
     let interrupted = stop.load(Ordering::Relaxed) || result.interrupted;
+    if interrupted {
+        eprintln!(
+            "meshrig run: interrupted after {} of {}; the result covers what ran",
+            format_duration(Duration::from_nanos(result.duration_ns)),
+            format_duration(Duration::from_nanos(
+                opts_duration(args).map_or(sc.duration_ns, |d| d.min(sc.duration_ns))
+            )),
+        );
+    }
     report(args, &result, interrupted)
+}
+
+/// `--duration` in ns.
+fn opts_duration(args: &RunArgs) -> Option<u64> {
+    args.duration
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Writes, prints and judges a result: the exit code.

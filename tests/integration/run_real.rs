@@ -227,7 +227,7 @@ fn interrupted_real_run_exits_130_with_a_partial_result() {
     let file = dir.path("long.yaml");
     std::fs::write(&file, LONG).unwrap();
     let out = dir.path("out");
-    let (mut child, _rx) = start_run(&file, &out);
+    let (mut child, rx) = start_run(&file, &out);
     let kids = children_of(child.id());
     assert!(!kids.is_empty());
     std::thread::sleep(Duration::from_millis(1500));
@@ -248,6 +248,12 @@ fn interrupted_real_run_exits_130_with_a_partial_result() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(code, Some(130));
+    // The reader thread ends at the pipe's EOF, now that the runner has exited.
+    let stderr: Vec<String> = rx.iter().collect();
+    assert!(
+        stderr.iter().any(|l| l.contains("interrupted after")),
+        "{stderr:?}"
+    );
     wait_all_gone(&kids, "after SIGINT");
     let r = read_json(&out.join("result.json"));
     assert_eq!(r["interrupted"], true);

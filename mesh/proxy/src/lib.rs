@@ -7,7 +7,8 @@
 //! ([`clock::Clock`]) and a seeded [`rand::rngs::SmallRng`]. This crate only moves
 //! bytes, keeps per-cluster state and counts.
 //!
-//! Listeners (each optional, all HTTP/1.1):
+//! Listeners (each optional; downstream HTTP/1.1 and h2c, upstream as the downstream
+//! spoke; inbound → app HTTP/1.1):
 //! * **outbound** ([`outbound`]): the `Host` header names the destination service;
 //!   routes with [`mesh_core::route::decide`], then runs the try loop (load balancer,
 //!   outlier detector, retry state and budget) against pooled upstream connections.

@@ -5,6 +5,7 @@
 //! (0 ok, 1 the run failed, 2 usage error).
 
 mod app_cmd;
+mod ca_cmd;
 mod control_cmd;
 mod echo_cmd;
 mod exit;
@@ -47,6 +48,8 @@ enum Command {
     /// Serve one instance of a scenario's application model (service time, errors,
     /// fan-out calls) on real sockets, as `meshrig run --mode real` does.
     App(Box<app_cmd::AppArgs>),
+    /// The certificate authority: make a root, issue SPIFFE workload certificates.
+    Ca(Box<ca_cmd::CaArgs>),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => proxy_cmd::run(*args),
         Command::Control(args) => control_cmd::run(*args),
         Command::App(args) => app_cmd::run(*args),
+        Command::Ca(args) => ca_cmd::run(*args),
     };
     exit::report("meshrig", outcome)
 }

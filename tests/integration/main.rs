@@ -1,6 +1,7 @@
 //! Integration tests of the `meshrig` binary and the load engine, one test binary with
 //! a module per concern.
 
+mod ca;
 mod conformance;
 mod control;
 mod echo;

@@ -11,7 +11,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::scenario::{Event, TrafficCounts, TrafficStats, WindowStats};
+use crate::scenario::{
+    Event, InstanceStats, ScenarioInfo, ScenarioProvenance, ScenarioResult, SimStats,
+    TrafficCounts, TrafficStats, WindowStats, WorkloadStats,
+};
 use crate::{Recorder, SecondSample};
 
 const SECOND_NS: u64 = 1_000_000_000;
@@ -269,6 +272,91 @@ pub struct Finished {
     pub events_total: BTreeMap<String, u64>,
     pub events_dropped: u64,
     pub events_unlogged: BTreeMap<String, u64>,
+}
+
+/// The recorder's name of workload `i` (`#w<i>`; `#` keeps it out of `services`).
+pub fn workload_target(i: usize) -> String {
+    format!("#w{i}")
+}
+
+/// What a driver knows about its run besides the measurements.
+#[derive(Debug)]
+pub struct RunInfo {
+    pub scenario: ScenarioInfo,
+    pub interrupted: bool,
+    pub duration_ns: u64,
+    /// Per workload, in order: its target service and requested mean rate.
+    pub workloads: Vec<(String, Option<f64>)>,
+    pub instances: Vec<InstanceStats>,
+    pub not_applied: Vec<String>,
+    pub warnings: Vec<String>,
+    pub sim: Option<SimStats>,
+    pub provenance: ScenarioProvenance,
+}
+
+impl Finished {
+    /// The scenario result (assertions not evaluated yet): `client` becomes the totals,
+    /// [`workload_target`]s the workloads, and the other targets services, versions
+    /// (`svc:ver`) and edges (`a->b`) by their names — the same for both drivers.
+    pub fn into_result(self, info: RunInfo) -> ScenarioResult {
+        let mut stats = self.stats;
+        let duration_ns = info.duration_ns;
+        let mut take = |name: &str| {
+            stats.remove(name).unwrap_or_else(|| {
+                TrafficStats::from_counts(
+                    &TrafficCounts::default(),
+                    &Recorder::latency(),
+                    duration_ns,
+                )
+            })
+        };
+        let totals = take("client");
+        let workloads = info
+            .workloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, (target, rps_target))| WorkloadStats {
+                target,
+                rps_target,
+                stats: take(&workload_target(i)),
+            })
+            .collect();
+        let (mut services, mut versions, mut edges) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        for (name, s) in stats {
+            if name.contains("->") {
+                edges.insert(name, s);
+            } else if name.contains(':') {
+                versions.insert(name, s);
+            } else if !name.starts_with('#') {
+                services.insert(name, s);
+            }
+        }
+        ScenarioResult {
+            schema: crate::SCHEMA.to_owned(),
+            kind: crate::scenario::SCENARIO_KIND.to_owned(),
+            scenario: info.scenario,
+            interrupted: info.interrupted,
+            duration_ns,
+            totals,
+            workloads,
+            services,
+            versions,
+            edges,
+            windows: self.windows,
+            timeseries: self.timeseries,
+            events_total: self.events_total,
+            events: self.events,
+            events_dropped: self.events_dropped,
+            events_unlogged: self.events_unlogged,
+            instances: info.instances,
+            assertions: Vec::new(),
+            not_applied: info.not_applied,
+            warnings: info.warnings,
+            sim: info.sim,
+            provenance: info.provenance,
+        }
+    }
 }
 
 #[cfg(test)]

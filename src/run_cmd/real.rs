@@ -29,7 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use http::{HeaderName, HeaderValue, Uri};
 use loadgen::{Observed, RunOptions, StopHandle, TargetConfig};
-use results::scenario::{Event, ScenarioInfo, ScenarioProvenance, ScenarioResult, WorkloadStats};
+use results::recorder::RunInfo;
+use results::scenario::{Event, ScenarioInfo, ScenarioProvenance, ScenarioResult};
 use scenario::{ConfigSource, FaultKind, Load, Loaded, MtlsSetting, RateProfile, Scenario};
 
 use self::collect::{Rec, What};
@@ -795,43 +796,7 @@ fn result(
     warnings: Vec<String>,
 ) -> ScenarioResult {
     let sc = &loaded.scenario;
-    let finished = collected.finished;
-    let mut stats = finished.stats;
-    let empty = || {
-        results::scenario::TrafficStats::from_counts(
-            &Default::default(),
-            &results::Recorder::latency(),
-            duration_ns,
-        )
-    };
-    let totals = stats.remove("client").unwrap_or_else(empty);
-    let workloads = sc
-        .workload
-        .iter()
-        .enumerate()
-        .map(|(i, w)| WorkloadStats {
-            target: w.target.clone(),
-            rps_target: sim::mean_rate(w, sc.duration_ns, duration_ns),
-            stats: stats
-                .remove(&sim::workload_target_name(i))
-                .unwrap_or_else(empty),
-        })
-        .collect();
-    let mut services = BTreeMap::new();
-    let mut versions = BTreeMap::new();
-    let mut edges = BTreeMap::new();
-    for (name, st) in stats {
-        if name.contains("->") {
-            edges.insert(name, st);
-        } else if name.contains(':') {
-            versions.insert(name, st);
-        } else if !name.starts_with('#') {
-            services.insert(name, st);
-        }
-    }
-    let mut result = ScenarioResult {
-        schema: results::SCHEMA.to_owned(),
-        kind: results::scenario::SCENARIO_KIND.to_owned(),
+    let mut result = collected.finished.into_result(RunInfo {
         scenario: ScenarioInfo {
             name: sc.name.clone(),
             file: opts.file.clone(),
@@ -843,19 +808,17 @@ fn result(
         },
         interrupted,
         duration_ns,
-        totals,
-        workloads,
-        services,
-        versions,
-        edges,
-        windows: finished.windows,
-        timeseries: finished.timeseries,
-        events_total: finished.events_total,
-        events: finished.events,
-        events_dropped: finished.events_dropped,
-        events_unlogged: finished.events_unlogged,
+        workloads: sc
+            .workload
+            .iter()
+            .map(|w| {
+                (
+                    w.target.clone(),
+                    sim::mean_rate(w, sc.duration_ns, duration_ns),
+                )
+            })
+            .collect(),
         instances: collected.instances,
-        assertions: Vec::new(),
         not_applied,
         warnings,
         sim: None,
@@ -863,7 +826,7 @@ fn result(
             meshrig_version: env!("CARGO_PKG_VERSION").to_owned(),
             command: opts.command.clone(),
         },
-    };
+    });
     let mut verdicts = scenario::evaluate(&sc.assertions, &result);
     for (v, a) in verdicts.iter_mut().zip(&sc.assertions) {
         // Wall-clock latency depends on the machine: reported, never gating.

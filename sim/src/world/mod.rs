@@ -23,7 +23,7 @@ mod request;
 
 pub use request::{mean_rate, workload_target_name};
 
-use std::collections::BTreeMap;
+use results::recorder::RunInfo;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -327,8 +327,6 @@ impl World {
         let events_processed = self.sched.processed();
         let peak = self.sched.peak_len() as u64;
         let end_time = self.now().as_nanos();
-        let workload_names: Vec<String> =
-            (0..sc.workload.len()).map(workload_target_name).collect();
         let interrupted = self.faults.interrupted;
         let not_applied = self.faults.not_applied.clone();
         let mut warnings = self.faults.warnings.clone();
@@ -340,43 +338,8 @@ impl World {
                 DRAIN_NS / 1_000_000_000
             ));
         }
-        let finished = self.metrics.finish(duration_ns);
-        let mut stats = finished.stats;
-        let take = |stats: &mut BTreeMap<_, _>, name: &str| {
-            stats.remove(name).unwrap_or_else(|| {
-                results::scenario::TrafficStats::from_counts(
-                    &Default::default(),
-                    &results::Recorder::latency(),
-                    duration_ns,
-                )
-            })
-        };
-        let totals = take(&mut stats, "client");
-        let workloads = sc
-            .workload
-            .iter()
-            .zip(&workload_names)
-            .map(|(w, name)| results::scenario::WorkloadStats {
-                target: w.target.clone(),
-                rps_target: mean_rate(w, sc.duration_ns, duration_ns),
-                stats: take(&mut stats, name),
-            })
-            .collect();
-        let (mut services, mut versions, mut edges) =
-            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-        for (name, s) in stats {
-            if name.contains("->") {
-                edges.insert(name, s);
-            } else if name.contains(':') {
-                versions.insert(name, s);
-            } else if !name.starts_with('#') {
-                services.insert(name, s);
-            }
-        }
         let seed = self.seed;
-        let mut result = ScenarioResult {
-            schema: results::SCHEMA.to_owned(),
-            kind: results::scenario::SCENARIO_KIND.to_owned(),
+        let mut result = self.metrics.finish(duration_ns).into_result(RunInfo {
             scenario: ScenarioInfo {
                 name: sc.name.clone(),
                 file: options.scenario_file.clone(),
@@ -388,19 +351,12 @@ impl World {
             },
             interrupted,
             duration_ns,
-            totals,
-            workloads,
-            services,
-            versions,
-            edges,
-            windows: finished.windows,
-            timeseries: finished.timeseries,
-            events_total: finished.events_total,
-            events: finished.events,
-            events_dropped: finished.events_dropped,
-            events_unlogged: finished.events_unlogged,
+            workloads: sc
+                .workload
+                .iter()
+                .map(|w| (w.target.clone(), mean_rate(w, sc.duration_ns, duration_ns)))
+                .collect(),
             instances,
-            assertions: Vec::new(),
             not_applied,
             warnings,
             sim: Some(SimStats {
@@ -414,7 +370,7 @@ impl World {
                 meshrig_version: env!("CARGO_PKG_VERSION").to_owned(),
                 command: options.command.clone(),
             },
-        };
+        });
         result.assertions = scenario::evaluate(&sc.assertions, &result);
         result
     }

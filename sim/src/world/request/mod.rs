@@ -222,7 +222,7 @@ impl Requests {
 
 /// The metric target of workload entry `i` (internal; reported under `workloads`).
 pub fn workload_target_name(i: usize) -> String {
-    format!("#w{i}")
+    results::recorder::workload_target(i)
 }
 
 /// The mean requested rate of an open-loop workload over the run.

@@ -420,6 +420,11 @@ pub enum FaultKind {
     Hold { a: String, b: String },
     /// The CA answers no certificate request.
     CaOutage,
+    /// The CA rotates its root: from `at` the bundle it hands out holds the old and a
+    /// new root, while it still signs with the old one; from `at + overlap_ns / 2` it
+    /// signs with the new root; at `at + overlap_ns` the old root leaves the bundle.
+    /// Never undone (a rotation has no `for`).
+    CaRotate { overlap_ns: u64 },
     /// The control plane pushes no configuration.
     ControlPlaneOutage,
     /// The mesh configuration is replaced by these sources.

@@ -1,7 +1,8 @@
 //! Cross-reference checks over a decoded scenario, before anything runs: every
 //! service, version and zone a field names exists; calls form no cycle; faults and
-//! workloads fall inside the run. Findings point at the line of the referencing
-//! field, found in the decoder's position table.
+//! workloads fall inside the run; root rotations run one at a time (and an overlap
+//! under twice the certificate TTL is a warning). Findings point at the line of the
+//! referencing field, found in the decoder's position table.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -272,6 +273,7 @@ impl Checker<'_> {
     }
 
     fn faults(&mut self) {
+        self.rotations_in_sequence();
         for (k, f) in self.s.faults.iter().enumerate() {
             let base = format!(
                 "spec.faults[{}]",
@@ -291,6 +293,7 @@ impl Checker<'_> {
                 }
                 FaultKind::LinkLoss { a, b, .. } => self.pair(&format!("{base}.linkLoss"), a, b),
                 FaultKind::Hold { a, b } => self.pair(&format!("{base}.hold"), a, b),
+                FaultKind::CaRotate { overlap_ns } => self.rotation_overlap(&base, *overlap_ns),
                 FaultKind::CaOutage | FaultKind::ControlPlaneOutage | FaultKind::Config(_) => {}
             }
             if self.s.duration_ns > 0 && f.at_ns >= self.s.duration_ns {
@@ -298,6 +301,68 @@ impl Checker<'_> {
                     &format!("{base}.at"),
                     "after the end of the run: it never happens".to_owned(),
                 );
+            }
+        }
+    }
+
+    /// An overlap under twice the workload TTL lets handshakes fail: a workload that
+    /// renews at half its TTL may not hold the new root when certificates signed by
+    /// it appear (at `at + overlap/2`), and a certificate signed by the old root just
+    /// before then may outlive the old root's place in the bundle (`at + overlap`).
+    fn rotation_overlap(&mut self, base: &str, overlap_ns: u64) {
+        let ttl_ns = self.s.mesh.cert_ttl_ns;
+        if overlap_ns < ttl_ns.saturating_mul(2) {
+            self.warning(
+                &format!("{base}.overlap"),
+                format!(
+                    "overlap {} is shorter than twice ca.certTtl ({}): workloads may not have \
+                     renewed (and learned the new root) before it signs, and certificates \
+                     signed by the old root may outlive it in the bundle, so expect \
+                     mtls_handshake_failed until renewals catch up (give overlap: {} or more)",
+                    show_ns(overlap_ns),
+                    show_ns(ttl_ns),
+                    show_ns(ttl_ns.saturating_mul(2))
+                ),
+            );
+        }
+    }
+
+    /// The CA runs one rotation at a time: a rotation may start when the previous
+    /// one's old root has left the bundle (`at + overlap`), not before.
+    fn rotations_in_sequence(&mut self) {
+        let mut rotations: Vec<(u64, u64, u32, usize)> = self
+            .s
+            .faults
+            .iter()
+            .enumerate()
+            .filter_map(|(k, f)| match f.kind {
+                FaultKind::CaRotate { overlap_ns } => Some((f.at_ns, overlap_ns, f.line, k)),
+                _ => None,
+            })
+            .collect();
+        rotations.sort_by_key(|&(at, _, line, _)| (at, line));
+        // The last rotation the CA would accept: a refused one never happens, so the
+        // next is checked against the one before it.
+        let mut accepted: Option<(u64, u32)> = None;
+        for (at, overlap, line, k) in rotations {
+            match accepted {
+                Some((done, prev_line)) if at < done => {
+                    let base = format!(
+                        "spec.faults[{}]",
+                        self.o.faults.get(k).copied().unwrap_or(k)
+                    );
+                    self.error(
+                        &format!("{base}.at"),
+                        format!(
+                            "this rotation starts while the one at line {prev_line} is under way \
+                             (its old root leaves the bundle at {}): the CA rotates one root at a \
+                             time (start it at {} or later)",
+                            show_ns(done),
+                            show_ns(done)
+                        ),
+                    );
+                }
+                _ => accepted = Some((at.saturating_add(overlap), line)),
             }
         }
     }
@@ -370,6 +435,11 @@ impl Checker<'_> {
     }
 }
 
+/// A duration as scenario files write it (`30s`, `1h`, `1m30s`).
+fn show_ns(ns: u64) -> String {
+    results::units::format_duration(std::time::Duration::from_nanos(ns))
+}
+
 /// A cycle through `start` reachable from the last node of `path`, if any.
 fn find_cycle<'a>(
     graph: &BTreeMap<&'a str, BTreeSet<&'a str>>,
@@ -397,7 +467,7 @@ fn find_cycle<'a>(
 }
 
 /// Every event kind a driver records, logged or only counted (docs/results.md).
-pub const EVENT_KINDS: [&str; 26] = [
+pub const EVENT_KINDS: [&str; 29] = [
     "authz_denied",
     "breaker_overflow",
     "cert_expired",
@@ -422,6 +492,9 @@ pub const EVENT_KINDS: [&str; 26] = [
     "outlier_panic",
     "retry",
     "retry_overflow",
+    "root_retired",
+    "root_rotation_started",
+    "root_signing_switched",
     "tls_handshake",
     "unejection",
 ];

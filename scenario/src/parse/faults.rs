@@ -1,4 +1,5 @@
-//! `spec.faults`: each entry has `at`, an optional `for`, and exactly one kind.
+//! `spec.faults`: each entry has `at`, an optional `for`, and exactly one kind
+//! (`ca: rotate` takes `overlap` instead of `for`).
 
 use crate::model::{Fault, FaultKind, Selector};
 
@@ -23,14 +24,19 @@ const KINDS: [&str; 12] = [
 ];
 
 pub(crate) fn fault(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<Fault> {
-    let mut fields: Vec<&'static str> = vec!["at", "for"];
+    let mut fields: Vec<&'static str> = vec!["at", "for", "overlap"];
     fields.extend_from_slice(&KINDS);
     let m = at.map(cx, &fields)?;
     let at_ns = m.get(cx, "at").and_then(|f| duration(cx, &f));
     if !m.has("at") {
         m.missing(cx, "at", "when it happens, e.g. at: 20s");
     }
+    // `ca: rotate` refuses any `for` (reported with the kind).
+    let rotate = m
+        .get(cx, "ca")
+        .is_some_and(|f| yaml::as_str(f.node) == Some("rotate"));
     let for_ns = match m.get(cx, "for") {
+        Some(_) if rotate => Some(None),
         Some(f) => match duration(cx, &f) {
             Some(0) => {
                 cx.error(
@@ -47,7 +53,7 @@ pub(crate) fn fault(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<Fault> {
     let kind = match given.as_slice() {
         [one] => {
             let f = m.get(cx, one)?;
-            kind(cx, one, &f)
+            kind(cx, one, &f, &m)
         }
         [] if m.had_unknown() => None,
         [] => {
@@ -68,6 +74,15 @@ pub(crate) fn fault(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<Fault> {
             None
         }
     };
+    if given != ["ca"]
+        && let Some(f) = m.get(cx, "overlap")
+    {
+        cx.error(
+            &f,
+            "`overlap` belongs to `ca: rotate` only (remove it, or write `ca: rotate`)",
+        );
+        return None;
+    }
     Some(Fault {
         at_ns: at_ns?,
         for_ns: for_ns?,
@@ -76,7 +91,9 @@ pub(crate) fn fault(cx: &mut Ctx<'_>, at: &At<'_>) -> Option<Fault> {
     })
 }
 
-fn kind(cx: &mut Ctx<'_>, kind: &str, at: &At<'_>) -> Option<FaultKind> {
+/// The kind `kind` at `at`; `entry` is the whole fault entry (for `ca: rotate`'s
+/// `overlap`).
+fn kind(cx: &mut Ctx<'_>, kind: &str, at: &At<'_>, entry: &Map<'_>) -> Option<FaultKind> {
     match kind {
         "kill" => selector(cx, at, &[]).map(|(s, _)| FaultKind::Kill(s)),
         "restart" => selector(cx, at, &[]).map(|(s, _)| FaultKind::Restart(s)),
@@ -118,7 +135,7 @@ fn kind(cx: &mut Ctx<'_>, kind: &str, at: &At<'_>) -> Option<FaultKind> {
             let (a, b) = between(cx, &m)?;
             Some(FaultKind::Hold { a, b })
         }
-        "ca" => outage(cx, at, "ca").then_some(FaultKind::CaOutage),
+        "ca" => ca(cx, at, entry),
         "controlPlane" => outage(cx, at, "controlPlane").then_some(FaultKind::ControlPlaneOutage),
         "config" => {
             let sources = config_sources(cx, at);
@@ -164,6 +181,72 @@ fn kind(cx: &mut Ctx<'_>, kind: &str, at: &At<'_>) -> Option<FaultKind> {
                 error_rate: error_rate.map_or(Some(None), |v| v.map(Some))?,
                 service_time: service_time.map_or(Some(None), |v| v.map(Some))?,
             })
+        }
+    }
+}
+
+/// `ca: outage` (with an optional `for`) or `ca: rotate` (with a required `overlap`
+/// and no `for`: a rotation ends by itself, when the old root leaves the bundle).
+fn ca(cx: &mut Ctx<'_>, at: &At<'_>, entry: &Map<'_>) -> Option<FaultKind> {
+    match yaml::as_str(at.node) {
+        Some("outage") => {
+            if let Some(f) = entry.get(cx, "overlap") {
+                cx.error(
+                    &f,
+                    "`overlap` belongs to `ca: rotate`; a CA outage lasts `for` (remove `overlap`)",
+                );
+                return None;
+            }
+            Some(FaultKind::CaOutage)
+        }
+        Some("rotate") => {
+            let no_for = match entry.get(cx, "for") {
+                Some(f) => {
+                    cx.error(
+                        &f,
+                        "`for` is not allowed with `ca: rotate`: a rotation ends by itself when \
+                         the old root leaves the bundle, `overlap` after `at` (remove `for`)",
+                    );
+                    false
+                }
+                None => true,
+            };
+            let overlap_ns = match entry.get(cx, "overlap") {
+                Some(f) => match duration(cx, &f) {
+                    Some(0) => {
+                        cx.error(
+                            &f,
+                            "`overlap: 0` drops the old root the moment the new one exists, so \
+                             every certificate it signed stops being trusted (give at least twice \
+                             ca.certTtl, e.g. overlap: 48h)",
+                        );
+                        None
+                    }
+                    d => d,
+                },
+                None => {
+                    entry.missing(
+                        cx,
+                        "overlap",
+                        "how long the old and new roots are both trusted, e.g. overlap: 48h \
+                         (at least twice ca.certTtl)",
+                    );
+                    None
+                }
+            };
+            let overlap_ns = overlap_ns?;
+            no_for.then_some(FaultKind::CaRotate { overlap_ns })
+        }
+        _ => {
+            let found = yaml::describe(at.node);
+            cx.error(
+                at,
+                format!(
+                    "expected `outage` or `rotate`, found {found} (write `ca: outage` with an \
+                     optional `for`, or `ca: rotate` with `overlap`)"
+                ),
+            );
+            None
         }
     }
 }

@@ -4,6 +4,7 @@
 mod errors;
 mod example;
 mod loading;
+mod rotation;
 
 use mesh_core::config::Finding;
 

@@ -99,6 +99,11 @@ pub(crate) struct Sidecar {
     pub clusters: Vec<Cluster>,
     pub cluster_index: BTreeMap<(String, Option<String>), u32>,
     pub cert: Option<mesh_core::identity::CertLifecycle>,
+    /// The root that signed `cert` (0 until a `ca: rotate`).
+    pub cert_root: u32,
+    /// The roots this sidecar trusts: the bundle the CA returned with its latest
+    /// certificate.
+    pub trust: super::roots::Bundle,
 }
 
 /// One destination cluster (host, subset) as one sidecar sees it.

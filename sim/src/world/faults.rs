@@ -1,6 +1,6 @@
 //! The fault timeline: crashes and restarts, zone outages, network faults, CA and
-//! control-plane outages, config changes, clock skew and app behaviour changes. Each
-//! fault with `for` is undone when it elapses.
+//! control-plane outages, CA root rotations, config changes, clock skew and app
+//! behaviour changes. Each fault with `for` is undone when it elapses.
 
 mod service_links;
 
@@ -242,6 +242,9 @@ impl World {
                 }
             }
             (FaultKind::CaOutage, up) => self.ca.up = !up,
+            (FaultKind::CaRotate { overlap_ns }, true) => self.start_rotation(i, *overlap_ns),
+            // A rotation has no `for`: it ends by itself (`Ev::RootTimer`).
+            (FaultKind::CaRotate { .. }, false) => {}
             (FaultKind::ControlPlaneOutage, down) => {
                 self.control.up = !down;
                 if !down && self.control.push_pending {

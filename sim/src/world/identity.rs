@@ -1,13 +1,21 @@
 //! Workload identity in the simulator: a CA that signs with latency and CPU (and can
-//! be down), and one mesh-core `CertLifecycle` per sidecar deciding when to request,
-//! renew and back off. Each sidecar reads its own clock (offset and drift), so clock
-//! skew makes certificates look not-yet-valid or expired to their peers.
+//! be down, and can rotate its root), and one mesh-core `CertLifecycle` per sidecar
+//! deciding when to request, renew and back off. Each sidecar reads its own clock
+//! (offset and drift), so clock skew makes certificates look not-yet-valid or expired
+//! to their peers.
+//!
+//! Roots ([`super::roots`]): every certificate records the root that signed it, and
+//! every sidecar trusts the bundle the CA returned with its latest certificate. A
+//! handshake accepts a peer certificate only if its root is in the verifier's bundle,
+//! so a root rotation whose overlap is too short for the renewals fails handshakes
+//! until they catch up.
 
 use std::time::Duration;
 
 use mesh_core::Time;
 use mesh_core::identity::{CertLifecycle, IdentityEvent, LifecycleConfig};
 
+use super::roots::{Bundle, Change, Roots};
 use super::{Ev, World};
 use crate::cpu::CpuQueue;
 use crate::dist::Dist;
@@ -27,6 +35,21 @@ pub(crate) struct Ca {
     pub ttl_ns: u64,
     issue_latency: Dist,
     cpu: CpuQueue,
+    /// The root that signs and the bundle handed out, through rotations.
+    roots: Roots,
+    /// When the pending `Ev::RootTimer` is due (an older one is stale).
+    root_timer_at: Option<Time>,
+}
+
+/// A certificate the CA signed, as its answer carries it. It is valid from
+/// `not_before_ns` for the CA's TTL.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Issued {
+    pub not_before_ns: u64,
+    /// The root that signed it.
+    pub root: u32,
+    /// The trust bundle returned with it.
+    pub bundle: Bundle,
 }
 
 impl Ca {
@@ -38,6 +61,8 @@ impl Ca {
             ttl_ns: sc.mesh.cert_ttl_ns,
             issue_latency: super::build::dist(&sc.mesh.issue_latency),
             cpu: CpuQueue::new(CA_CORES),
+            roots: Roots::default(),
+            root_timer_at: None,
         }
     }
 }
@@ -74,7 +99,10 @@ impl World {
             now + Duration::from_nanos(self.ca.ttl_ns),
             &mut self.rng,
         );
-        self.nodes[node as usize].sidecar.cert = Some(cert);
+        let sidecar = &mut self.nodes[node as usize].sidecar;
+        sidecar.cert = Some(cert);
+        sidecar.cert_root = self.ca.roots.signer();
+        sidecar.trust = self.ca.roots.bundle();
         self.nodes[node as usize].counters.certs_issued += 1;
         self.metrics.count_event("cert_issued");
         let _ = events;
@@ -124,7 +152,7 @@ impl World {
         self.schedule_cert_timer(node);
     }
 
-    pub(super) fn on_cert_answer(&mut self, node: u32, epoch: u32, issued: Option<(u64, u64)>) {
+    pub(super) fn on_cert_answer(&mut self, node: u32, epoch: u32, issued: Option<Issued>) {
         let now = self.now();
         let n = &mut self.nodes[node as usize];
         if n.epoch != epoch || !n.up {
@@ -135,7 +163,21 @@ impl World {
             return;
         };
         let events = match issued {
-            Some((nb, na)) => cert.on_issued(local, Time(nb), Time(na), &mut self.rng),
+            Some(c) => {
+                let not_after = c.not_before_ns.saturating_add(self.ca.ttl_ns);
+                let events =
+                    cert.on_issued(local, Time(c.not_before_ns), Time(not_after), &mut self.rng);
+                // The certificate is held only if the lifecycle took it (a late or
+                // expired answer is ignored or counts as a failure).
+                if events
+                    .iter()
+                    .any(|e| matches!(e, IdentityEvent::Issued { .. }))
+                {
+                    n.sidecar.cert_root = c.root;
+                    n.sidecar.trust = c.bundle;
+                }
+                events
+            }
             None => cert.on_request_failed(local, "CA unreachable", &mut self.rng),
         };
         self.identity_events(node, events);
@@ -160,11 +202,14 @@ impl World {
                         let signed = self.ca.cpu.submit(now, self.costs.ca_sign_ns);
                         let latency = self.ca.issue_latency.sample(&mut self.rng);
                         let at = signed + Duration::from_nanos(rtt / 2 + latency);
-                        let not_after = at + Duration::from_nanos(self.ca.ttl_ns);
-                        (
-                            at + Duration::from_nanos(rtt / 2),
-                            Some((at.as_nanos(), not_after.as_nanos())),
-                        )
+                        // Signed under the root, and with the bundle, in force when the
+                        // CSR is sent.
+                        let issued = Issued {
+                            not_before_ns: at.as_nanos(),
+                            root: self.ca.roots.signer(),
+                            bundle: self.ca.roots.bundle(),
+                        };
+                        (at + Duration::from_nanos(rtt / 2), Some(issued))
                     } else {
                         self.log(
                             "cert_request_failed",
@@ -219,7 +264,8 @@ impl World {
     }
 
     /// Why an mTLS handshake from `client` to `server` at true time `now` fails, if it
-    /// does: each side checks the other's certificate against its own clock.
+    /// does: each side checks the other's certificate against its own clock and its
+    /// own trust bundle.
     pub(crate) fn cert_problem(&self, client: u32, server: u32, now: Time) -> Option<String> {
         let check = |holder: u32, verifier: u32, role: &str| -> Option<String> {
             let h = &self.nodes[holder as usize];
@@ -238,10 +284,98 @@ impl World {
                     "{role} certificate of {} not yet valid on {}'s clock",
                     h.name, v.name
                 ))
+            } else if !v.sidecar.trust.trusts(h.sidecar.cert_root) {
+                Some(format!(
+                    "{role} certificate of {} is signed by root #{}, not trusted by {} (its bundle: {})",
+                    h.name, h.sidecar.cert_root, v.name, v.sidecar.trust
+                ))
             } else {
                 None
             }
         };
         check(client, server, "client").or_else(|| check(server, client, "server"))
+    }
+}
+
+// === root rotation ===
+
+impl World {
+    /// Fault `i` (`ca: rotate`) starts: a new root, trusted at once, signing from
+    /// `overlap / 2`, the old root dropped at `overlap`.
+    pub(super) fn start_rotation(&mut self, i: usize, overlap_ns: u64) {
+        let now = self.now();
+        // A rotation ending at this very instant ends first.
+        self.on_root_changes();
+        match self.ca.roots.rotate(now, overlap_ns) {
+            Ok(t) => {
+                let old = self.ca.roots.signer();
+                let new = self.ca.roots.bundle().newest;
+                let show =
+                    |t: Time| results::units::format_duration(Duration::from_nanos(t.as_nanos()));
+                let detail = format!(
+                    "root #{new} generated: bundle {}, root #{old} still signs; root #{new} signs from {}, root #{old} dropped at {} (overlap {})",
+                    self.ca.roots.bundle(),
+                    show(t.switch_at),
+                    show(t.drop_old_at),
+                    results::units::format_duration(Duration::from_nanos(overlap_ns)),
+                );
+                self.log("root_rotation_started", "ca", detail);
+                self.schedule_root_timer();
+            }
+            Err(busy) => {
+                // Validation refuses it; a scenario built in code may not have been.
+                let line = self.faults.list[i].line;
+                self.faults.note_not_applied(format!(
+                    "fault at line {line}: a root rotation is already under way until {} ns (the CA rotates one root at a time): not applied",
+                    busy.drop_old_at.as_nanos()
+                ));
+            }
+        }
+    }
+
+    /// The rotation's next phase is due.
+    pub(super) fn on_root_timer(&mut self) {
+        if self.ca.root_timer_at != Some(self.now()) {
+            return; // superseded by a timer scheduled since
+        }
+        self.ca.root_timer_at = None;
+        self.on_root_changes();
+        self.schedule_root_timer();
+    }
+
+    /// Applies and logs the phase changes due now.
+    fn on_root_changes(&mut self) {
+        let now = self.now();
+        for change in self.ca.roots.handle_timeout(now) {
+            let bundle = self.ca.roots.bundle();
+            match change {
+                Change::SigningSwitched => {
+                    let detail = format!(
+                        "root #{} signs from now on; bundle {bundle}",
+                        self.ca.roots.signer()
+                    );
+                    self.log("root_signing_switched", "ca", detail);
+                }
+                Change::OldRootDropped => {
+                    let old = bundle.newest.saturating_sub(1);
+                    let detail = format!("root #{old} dropped from the bundle: bundle {bundle}");
+                    self.log("root_retired", "ca", detail);
+                }
+            }
+        }
+    }
+
+    /// Schedules the rotation's next phase, unless it is already scheduled or falls
+    /// at or after the end of the run (as a fault's end does).
+    fn schedule_root_timer(&mut self) {
+        let Some(at) = self.ca.roots.poll_timeout() else {
+            return;
+        };
+        let at = at.max(self.now());
+        if self.ca.root_timer_at == Some(at) || at.as_nanos() >= self.end_ns {
+            return;
+        }
+        self.ca.root_timer_at = Some(at);
+        self.sched.schedule_at(at, Ev::RootTimer);
     }
 }

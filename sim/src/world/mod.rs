@@ -20,6 +20,7 @@ mod control;
 mod faults;
 mod identity;
 mod request;
+mod roots;
 
 pub use request::{mean_rate, workload_target_name};
 
@@ -150,12 +151,14 @@ pub(crate) enum Ev {
     Sweep { node: u32, cluster: u32, epoch: u32 },
     /// Certificate lifecycle timer of a sidecar.
     CertTimer { node: u32, epoch: u32 },
-    /// The CA's answer to a sidecar's CSR.
+    /// The CA's answer to a sidecar's CSR (`None`: the CA was unreachable).
     CertAnswer {
         node: u32,
         epoch: u32,
-        issued: Option<(u64, u64)>,
+        issued: Option<identity::Issued>,
     },
+    /// The CA's root rotation reaches its next phase (signing switch, old root drop).
+    RootTimer,
     /// The control plane's config version reaches a proxy.
     ConfigArrive { node: u32, version: u32 },
     /// Fault `i` begins.
@@ -277,6 +280,7 @@ impl World {
                 epoch,
                 issued,
             } => self.on_cert_answer(node, epoch, issued),
+            Ev::RootTimer => self.on_root_timer(),
             Ev::ConfigArrive { node, version } => self.on_config_arrive(node, version),
             Ev::FaultStart { i } => self.on_fault(i, true),
             Ev::FaultEnd { i } => self.on_fault(i, false),

@@ -19,6 +19,8 @@ use mesh_control::{ClientOptions, ProxyIdentity, Update};
 use mesh_core::Locality;
 use mesh_core::compile::{ProxyId, snapshot};
 use mesh_core::config::{ConfigSet, Severity};
+use mesh_core::identity::LifecycleConfig;
+use mesh_proxy::tls::{Identity, Tls};
 use mesh_proxy::{Listeners, Mesh, Proxy, RegistryFile};
 
 use crate::exit::usage;
@@ -122,6 +124,134 @@ pub struct ProxyArgs {
     /// `-` for stdout. Lines are dropped, not waited for, when the writer falls behind.
     #[arg(long, value_name = "PATH|-")]
     access_log: Option<String>,
+
+    #[command(flatten)]
+    identity: IdentityArgs,
+}
+
+/// The workload identity for mTLS: from a CA (`--ca`) or from files (`--cert`).
+/// Without either the sidecar has no identity: plaintext, and TLS offered to it is
+/// refused.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Identity (mTLS)")]
+struct IdentityArgs {
+    /// The SPIFFE trust domain: the proxy's identity is
+    /// spiffe://TD/ns/NAMESPACE/sa/SERVICE_ACCOUNT, and peers must be in it.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+
+    /// The CA (`meshrig ca serve`) to get the workload certificate from, HOST:PORT.
+    /// The proxy makes its key in memory, sends a CSR at start (and is `ready` only
+    /// once it has a certificate), renews at half the lifetime (±10% jitter), and
+    /// backs off while the CA is unreachable.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        conflicts_with = "cert",
+        requires = "ca_root"
+    )]
+    ca: Option<String>,
+
+    /// The bootstrap token the CA knows this workload's service account by.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        requires = "ca",
+        conflicts_with = "ca_token_file"
+    )]
+    ca_token: Option<String>,
+
+    /// A file holding the bootstrap token (first line).
+    #[arg(long, value_name = "FILE", requires = "ca")]
+    ca_token_file: Option<PathBuf>,
+
+    /// The trust bundle (PEM roots) to verify the CA's server certificate with; peers
+    /// are verified against the bundle the CA returns with each certificate.
+    #[arg(long, value_name = "FILE")]
+    ca_root: Option<PathBuf>,
+
+    /// The certificate lifetime asked of the CA (e.g. 24h, 1m, 10s).
+    #[arg(long, value_name = "D", default_value = "24h", value_parser = humantime::parse_duration, requires = "ca")]
+    cert_ttl: std::time::Duration,
+
+    /// A static workload certificate chain (PEM, leaf first), e.g. from `meshrig ca
+    /// issue`; needs --key and --bundle. Not renewed.
+    #[arg(long, value_name = "FILE", requires_all = ["key", "bundle"])]
+    cert: Option<PathBuf>,
+
+    /// The static certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+
+    /// The trust bundle (PEM roots) for a static certificate.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    bundle: Option<PathBuf>,
+}
+
+/// Where the identity comes from, checked.
+enum IdentitySource {
+    None,
+    Static(Arc<Identity>),
+    Ca {
+        identity: Arc<Identity>,
+        client: mesh_ca::CaClient,
+        ttl: std::time::Duration,
+    },
+}
+
+fn read(flag: &str, path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
+}
+
+fn identity_source(args: &IdentityArgs, proxy: &ProxyId) -> anyhow::Result<IdentitySource> {
+    let new_identity = || {
+        Identity::new(&args.trust_domain, &proxy.namespace, &proxy.service_account)
+            .map(Arc::new)
+            .map_err(|e| usage(format!("--trust-domain/--namespace/--service-account: {e}")))
+    };
+    if let (Some(cert), Some(key), Some(bundle)) = (&args.cert, &args.key, &args.bundle) {
+        let identity = new_identity()?;
+        identity
+            .set_bundle(&read("--bundle", bundle)?)
+            .map_err(|e| usage(format!("--bundle {}: {e}", bundle.display())))?;
+        identity
+            .install(&read("--cert", cert)?, &read("--key", key)?)
+            .map_err(|e| usage(format!("--cert {}: {e}", cert.display())))?;
+        return Ok(IdentitySource::Static(identity));
+    }
+    let Some(ca) = &args.ca else {
+        return Ok(IdentitySource::None);
+    };
+    let token = match (&args.ca_token, &args.ca_token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => read("--ca-token-file", f)?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        (None, None) => {
+            return Err(usage(
+                "--ca needs the workload's bootstrap token: --ca-token TOKEN or --ca-token-file FILE",
+            ));
+        }
+    };
+    let root_path = args
+        .ca_root
+        .as_ref()
+        .ok_or_else(|| usage("--ca needs --ca-root FILE"))?;
+    let roots = read("--ca-root", root_path)?;
+    let identity = new_identity()?;
+    identity
+        .set_bundle(&roots)
+        .map_err(|e| usage(format!("--ca-root {}: {e}", root_path.display())))?;
+    let client =
+        mesh_ca::CaClient::new(ca, &token, &roots).map_err(|e| usage(format!("--ca {ca}: {e}")))?;
+    Ok(IdentitySource::Ca {
+        identity,
+        client,
+        ttl: args.cert_ttl,
+    })
 }
 
 fn addr(flag: &str, value: Option<&String>) -> anyhow::Result<Option<SocketAddr>> {
@@ -163,6 +293,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut proxy = ProxyId::new(&args.service, &args.namespace);
     proxy.labels = labels;
     proxy.service_account = args.service_account;
+    let identity = identity_source(&args.identity, &proxy)?;
     let locality = Locality {
         region: args.region,
         zone: args.zone,
@@ -201,7 +332,12 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     };
-    let mesh = Arc::new(mesh);
+    let mesh = Arc::new(match &identity {
+        IdentitySource::None => mesh,
+        IdentitySource::Static(id) | IdentitySource::Ca { identity: id, .. } => {
+            mesh.with_tls(Tls::with_identity(id.clone()))
+        }
+    });
     // One thread: a current-thread runtime, so a request's tasks (downstream
     // connection, upstream connection) wake each other without cross-thread wakeups.
     let mut builder = if args.threads == Some(1) {
@@ -214,7 +350,16 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     }
     let runtime = builder.enable_all().build()?;
     let stop = runtime.block_on(async { crate::control_cmd::stop(args.exit_on_stdin_eof) })?;
-    runtime.block_on(serve(mesh, listeners, args.access_log, control, stop))?;
+    let seed = args.seed;
+    runtime.block_on(serve(
+        mesh,
+        listeners,
+        args.access_log,
+        control,
+        identity,
+        seed,
+        stop,
+    ))?;
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(ExitCode::SUCCESS)
 }
@@ -282,15 +427,55 @@ async fn subscribe(
     }
 }
 
+/// Starts the identity agent and waits for the first certificate (or `stop`, whose
+/// reason is then returned).
+async fn first_certificate(
+    mesh: &Mesh,
+    identity: Arc<Identity>,
+    client: mesh_ca::CaClient,
+    ttl: std::time::Duration,
+    seed: u64,
+    stop: &mut crate::control_cmd::Stop,
+) -> Option<&'static str> {
+    let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
+    let config = LifecycleConfig {
+        ttl,
+        ..LifecycleConfig::default()
+    };
+    eprintln!(
+        "meshrig proxy: requesting a certificate for {} from the CA",
+        identity.id().as_str()
+    );
+    tokio::spawn(mesh_proxy::agent::run(
+        identity, client, config, mesh.clock, seed, ready_tx,
+    ));
+    tokio::select! {
+        _ = ready_rx.wait_for(|got| *got) => None,
+        reason = stop => Some(reason),
+    }
+}
+
 async fn serve(
     mesh: Arc<Mesh>,
     listeners: Listeners,
     access_log: Option<String>,
     control: Option<ClientOptions>,
+    identity: IdentitySource,
+    seed: u64,
     mut stop: crate::control_cmd::Stop,
 ) -> anyhow::Result<()> {
     if let Some(options) = control
         && let Some(reason) = subscribe(&mesh, options, &mut stop).await
+    {
+        eprintln!("meshrig proxy: {reason}: shutting down");
+        return Ok(());
+    }
+    if let IdentitySource::Ca {
+        identity,
+        client,
+        ttl,
+    } = identity
+        && let Some(reason) = first_certificate(&mesh, identity, client, ttl, seed, &mut stop).await
     {
         eprintln!("meshrig proxy: {reason}: shutting down");
         return Ok(());

@@ -342,7 +342,9 @@ fn unsupported(sc: &Scenario) -> (Vec<String>, Vec<String>) {
     for (i, f) in sc.faults.iter().enumerate() {
         let why = match &f.kind {
             FaultKind::ClockSkew { .. } => Some("clock skew exists only in the simulator"),
-            FaultKind::CaOutage => Some("the certificate authority is not built yet (issue 6)"),
+            FaultKind::CaOutage | FaultKind::CaRotate { .. } => {
+                Some("the certificate authority is not built yet (issue 6)")
+            }
             _ => None,
         };
         if let Some(why) = why {

@@ -8,6 +8,7 @@ mod echo;
 mod engine;
 mod golden;
 mod load;
+mod mtls;
 mod proxy;
 mod route;
 mod run;

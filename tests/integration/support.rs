@@ -84,12 +84,18 @@ pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
 
 /// A plain HTTP/1.1 GET with `connection: close`; returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get_host(addr, &addr.to_string(), path)
+}
+
+/// [`http_get`] with a `Host` header of `host` (a sidecar's outbound listener routes
+/// on it).
+pub fn http_get_host(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
     )
     .unwrap();
     let mut buf = Vec::new();

@@ -15,7 +15,7 @@ use http::header::HOST;
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use mesh_core::security::authz::{Access, DEFAULT_ROOT_NAMESPACE};
-use mesh_core::security::{RequestAttributes, evaluate};
+use mesh_core::security::{RequestAttributes, SpiffeId, evaluate};
 
 use crate::body::ProxyBody;
 use crate::flags;
@@ -23,6 +23,7 @@ use crate::mesh::Mesh;
 use crate::metrics::Reporter;
 use crate::outbound::{forwarded_headers, local, request_authority, upstream_response};
 use crate::server::{Exchange, Sidecar};
+use crate::tls::Peer;
 
 /// The FQDN of the service this proxy is the sidecar of.
 pub fn service_fqdn(mesh: &Mesh) -> String {
@@ -35,13 +36,17 @@ pub fn service_fqdn(mesh: &Mesh) -> String {
 pub async fn handle(
     sidecar: Arc<Sidecar>,
     app: SocketAddr,
-    peer: SocketAddr,
+    peer: Arc<Peer>,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let mesh = &sidecar.mesh;
-    let (mut exchange, request) = Exchange::start(mesh, Reporter::Destination, peer, request);
+    let (mut exchange, request) = Exchange::start(mesh, Reporter::Destination, peer.addr, request);
+    if let Some(p) = &peer.principal {
+        exchange.labels.source_principal = p.to_string();
+    }
+    exchange.labels.connection_security_policy = peer.security_policy().to_owned();
     let started = Instant::now();
-    let (mut response, flag, forwarded) = authorize_and_forward(mesh, app, peer, request).await;
+    let (mut response, flag, forwarded) = authorize_and_forward(mesh, app, &peer, request).await;
     if let Some(f) = flag {
         response
             .headers_mut()
@@ -68,7 +73,7 @@ pub async fn handle(
 async fn authorize_and_forward(
     mesh: &Mesh,
     app: SocketAddr,
-    peer: SocketAddr,
+    peer: &Peer,
     request: Request<ProxyBody>,
 ) -> (Response<ProxyBody>, Option<&'static str>, bool) {
     let (parts, body) = request.into_parts();
@@ -79,7 +84,13 @@ async fn authorize_and_forward(
         .to_owned();
     let host = request_authority(&parts);
     let mut attributes = RequestAttributes::http(parts.method.as_str(), &path, &host, app.port());
-    attributes.source_ip = Some(peer.ip());
+    attributes.source_ip = Some(peer.addr.ip());
+    if let Some(p) = &peer.principal
+        && let Ok(id) = p.parse::<SpiffeId>()
+    {
+        attributes.source_principal = Some(id.istio_principal().to_owned());
+        attributes.source_namespace = id.namespace().map(str::to_owned);
+    }
     attributes.destination_ip = Some(app.ip());
     attributes.headers = parts
         .headers

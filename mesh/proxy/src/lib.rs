@@ -16,14 +16,20 @@
 //!   the snapshot's `inbound_authz`, then forwards to the local application.
 //! * **admin** ([`admin`]): `/ready`, `/config_dump`, `/metrics` (Prometheus text).
 //!
+//! mTLS ([`tls`]): inbound per the port's PeerAuthentication mode, outbound per the
+//! DestinationRule's TLS mode or auto mTLS, with SPIFFE peer validation; the
+//! workload certificate comes from files or from the CA through the identity agent
+//! ([`agent`], a driver of mesh-core's certificate lifecycle).
+//!
 //! Configuration is static (files read once) or streamed from a control plane
 //! ([`mesh_control::client`]); [`Mesh::update`] swaps it without failing a request
 //! in flight and keeps the state of clusters the change does not touch.
 //!
-//! What it is not (yet): no mTLS, no header operations or authority rewrites.
+//! What it is not (yet): no header operations or authority rewrites.
 
 pub mod access_log;
 pub mod admin;
+pub mod agent;
 pub mod body;
 pub mod clock;
 pub mod inbound;
@@ -34,6 +40,7 @@ pub mod outbound;
 pub mod pool;
 pub mod registry;
 pub mod server;
+pub mod tls;
 pub mod trace;
 pub mod upstream;
 

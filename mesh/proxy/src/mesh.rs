@@ -20,17 +20,20 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use mesh_core::compile::{ClusterPolicy, Snapshot, cluster_policy};
+use mesh_core::compile::{ClusterPolicy, Snapshot, cluster_policy, peer_authentications};
 use mesh_core::config::ConfigSet;
 use mesh_core::lb::{LoadBalancer, select_subset};
 use mesh_core::outlier::{OutlierDetector, OutlierEvent};
 use mesh_core::retry::RetryBudget;
+use mesh_core::security::authz::DEFAULT_ROOT_NAMESPACE;
+use mesh_core::security::{PeerAuthentication, resolve_mtls_mode};
 use mesh_core::{Endpoint, EndpointId, Locality, Time};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::tls::{self, Tls};
 use crate::upstream::Upstreams;
 
 /// A destination cluster: host (FQDN) and subset.
@@ -44,6 +47,8 @@ pub struct Mesh {
     pub locality: Locality,
     pub upstreams: Upstreams,
     pub metrics: Metrics,
+    /// The sidecar's TLS: its identity, and how it connects to each upstream.
+    pub tls: Tls,
     rng: Mutex<SmallRng>,
     config: RwLock<Arc<Config>>,
 }
@@ -55,6 +60,9 @@ pub struct Config {
     pub version: u64,
     pub set: Arc<ConfigSet>,
     pub snapshot: Arc<Snapshot>,
+    /// The PeerAuthentications of `set`, normalized: each endpoint's inbound mTLS
+    /// mode for auto mTLS.
+    pub peer_authentications: Arc<Vec<PeerAuthentication>>,
     clusters: Mutex<BTreeMap<ClusterKey, Arc<Mutex<Cluster>>>>,
 }
 
@@ -67,6 +75,9 @@ pub struct Cluster {
     pub budget: RetryBudget,
     endpoints: Vec<Endpoint>,
     addresses: BTreeMap<EndpointId, String>,
+    peer_authentications: Arc<Vec<PeerAuthentication>>,
+    /// How to connect to each endpoint (TLS mode, credentials), decided on first use.
+    upstream_tls: BTreeMap<EndpointId, Arc<tls::Upstream>>,
 }
 
 /// What an update kept and dropped.
@@ -87,9 +98,16 @@ impl Mesh {
             locality,
             upstreams: Upstreams::default(),
             metrics: Metrics::default(),
+            tls: Tls::none(),
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
             config: RwLock::new(Arc::new(Config::new(set, snapshot))),
         }
+    }
+
+    /// The sidecar's TLS (default [`Tls::none`]: plaintext, no identity).
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The configuration in service. Take it once per request and finish on it.
@@ -123,6 +141,12 @@ impl Mesh {
                         c.policy == policy && c.endpoints == endpoints
                     });
                 if same {
+                    // PeerAuthentications may have changed: TLS is decided anew.
+                    {
+                        let mut c = lock(&cluster);
+                        c.peer_authentications = next.peer_authentications.clone();
+                        c.upstream_tls.clear();
+                    }
                     carried.insert(key, cluster);
                     stats.kept += 1;
                 } else {
@@ -178,6 +202,8 @@ impl Mesh {
                 .collect(),
             endpoints,
             policy,
+            peer_authentications: config.peer_authentications.clone(),
+            upstream_tls: BTreeMap::new(),
         };
         let cluster = Arc::new(Mutex::new(cluster));
         clusters.insert(key, cluster.clone());
@@ -188,6 +214,7 @@ impl Mesh {
 impl Config {
     fn new(set: ConfigSet, snapshot: Snapshot) -> Self {
         Config {
+            peer_authentications: Arc::new(peer_authentications(&set)),
             version: snapshot.version,
             set: Arc::new(set),
             snapshot: Arc::new(snapshot),
@@ -257,6 +284,34 @@ impl Cluster {
             });
             let _ = writeln!(err, "{line}");
         }
+    }
+
+    /// How to connect to `endpoint`: the DestinationRule's TLS mode, or auto mTLS
+    /// given the endpoint's own PeerAuthentication mode for its port.
+    pub fn upstream_tls(&mut self, tls: &Tls, endpoint: EndpointId) -> Arc<tls::Upstream> {
+        if let Some(u) = self.upstream_tls.get(&endpoint) {
+            return u.clone();
+        }
+        let upstream = match self.endpoints.iter().find(|e| e.id == endpoint) {
+            Some(e) => {
+                let port = e
+                    .address
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok());
+                let mode = resolve_mtls_mode(
+                    &self.peer_authentications,
+                    DEFAULT_ROOT_NAMESPACE,
+                    &e.namespace,
+                    &e.labels,
+                    port,
+                )
+                .mode;
+                tls.upstream(&self.policy, Some(mode), Some(e))
+            }
+            None => tls.upstream(&self.policy, None, None),
+        };
+        self.upstream_tls.insert(endpoint, upstream.clone());
+        upstream
     }
 
     /// The `IP:PORT` of an endpoint.

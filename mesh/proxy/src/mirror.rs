@@ -71,7 +71,7 @@ pub fn shadow(sidecar: &Arc<Sidecar>, mirror: &Destination, head: &Head, body: B
         mirrors.skipped.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let Some((endpoint, address)) = pick(mesh, &cluster, &Default::default()) else {
+    let Some((endpoint, address, tls)) = pick(mesh, &cluster, &Default::default()) else {
         mirrors.skipped.fetch_add(1, Ordering::Relaxed);
         return;
     };
@@ -97,7 +97,7 @@ pub fn shadow(sidecar: &Arc<Sidecar>, mirror: &Destination, head: &Head, body: B
     tokio::spawn(async move {
         let _permit = permit;
         let send = async {
-            if let Ok((response, lease)) = pool.send(endpoint, &address, request).await {
+            if let Ok((response, lease)) = pool.send(endpoint, &address, &tls, request).await {
                 let complete = response.into_body().collect().await.is_ok();
                 lease.finish(complete);
             }

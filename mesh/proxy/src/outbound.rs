@@ -341,7 +341,7 @@ pub fn pick(
     mesh: &Mesh,
     cluster: &Mutex<Cluster>,
     exclude: &std::collections::BTreeSet<EndpointId>,
-) -> Option<(EndpointId, String)> {
+) -> Option<(EndpointId, String, Arc<crate::tls::Upstream>)> {
     let now = mesh.now();
     let mut c = lock(cluster);
     c.sweep(now);
@@ -354,10 +354,10 @@ pub fn pick(
         Some(od) => lb.pick(&ctx, |id| !od.is_ejected(id), &mut *mesh.rng()),
         None => lb.pick_all_healthy(&ctx, &mut *mesh.rng()),
     };
-    match pick {
-        Ok(p) => c.address(p.endpoint).map(|a| (p.endpoint, a.to_owned())),
-        Err(_) => None,
-    }
+    let endpoint = pick.ok()?.endpoint;
+    let address = c.address(endpoint)?.to_owned();
+    let tls = c.upstream_tls(&mesh.tls, endpoint);
+    Some((endpoint, address, tls))
 }
 
 /// The `app` and `version` labels of `host`'s endpoint `id`.
@@ -415,7 +415,7 @@ async fn tries(
                 break local(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout\n");
             }
         }
-        let Some((endpoint, address)) = pick(mesh, cluster, state.excluded_endpoints()) else {
+        let Some((endpoint, address, tls)) = pick(mesh, cluster, state.excluded_endpoints()) else {
             flags.push(flags::NO_HEALTHY_UPSTREAM);
             break local(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n");
         };
@@ -435,7 +435,7 @@ async fn tries(
             break local(StatusCode::BAD_REQUEST, "bad request\n");
         };
         lock(cluster).lb.on_request_start(endpoint);
-        let send = pool.send(endpoint, &address, request);
+        let send = pool.send(endpoint, &address, &tls, request);
         let sent = match start.deadline {
             Some(d) => tokio::time::timeout_at(mesh.clock.instant(d).into(), send)
                 .await

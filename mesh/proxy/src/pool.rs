@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 
 use crate::body::ProxyBody;
 use crate::clock::Clock;
+use crate::tls;
 use crate::upstream::CONNECT_TIMEOUT;
 
 /// Why a try got no response.
@@ -70,7 +71,8 @@ struct PoolState {
     pool: ConnectionPool,
     connections: BTreeMap<ConnectionId, Conn>,
     waiting: BTreeMap<RequestId, oneshot::Sender<Result<ConnectionId, FailReason>>>,
-    addresses: BTreeMap<EndpointId, String>,
+    /// Each endpoint's address and how to connect to it.
+    addresses: BTreeMap<EndpointId, (String, Arc<tls::Upstream>)>,
 }
 
 #[derive(Debug)]
@@ -158,6 +160,7 @@ impl PoolCell {
         self: &Arc<Self>,
         endpoint: EndpointId,
         address: &str,
+        upstream: &Arc<tls::Upstream>,
         request: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
         let reset = |reason: &str| SendError::Reset {
@@ -166,7 +169,14 @@ impl PoolCell {
         };
         let (mut lease, wait) = {
             let mut st = self.lock();
-            st.addresses.insert(endpoint, address.to_owned());
+            let known = st
+                .addresses
+                .get(&endpoint)
+                .is_some_and(|(a, u)| a == address && Arc::ptr_eq(u, upstream));
+            if !known {
+                st.addresses
+                    .insert(endpoint, (address.to_owned(), upstream.clone()));
+            }
             let permit = st
                 .pool
                 .try_acquire_request(self.clock.now(), endpoint)
@@ -241,16 +251,18 @@ impl PoolCell {
                     connection,
                     endpoint,
                 } => {
-                    let address = st.addresses.get(&endpoint).cloned().unwrap_or_default();
+                    let target = st.addresses.get(&endpoint).cloned();
                     // A lease dropped while the runtime shuts down has no runtime to
                     // connect on: the connection fails instead of panicking.
-                    match tokio::runtime::Handle::try_current() {
-                        Ok(runtime) => {
+                    match (tokio::runtime::Handle::try_current(), target) {
+                        (Ok(runtime), Some((address, upstream))) => {
                             st.connections.insert(connection, Conn::Connecting);
                             let cell = self.clone();
-                            runtime.spawn(async move { cell.connect(connection, address).await });
+                            runtime.spawn(async move {
+                                cell.connect(connection, address, upstream).await;
+                            });
                         }
-                        Err(_) => st.pool.on_connect_failed(self.clock.now(), connection),
+                        _ => st.pool.on_connect_failed(self.clock.now(), connection),
                     }
                 }
                 PoolAction::Dispatch {
@@ -279,8 +291,13 @@ impl PoolCell {
     }
 
     /// Opens `connection`, reports it to the pool, and watches it until it closes.
-    async fn connect(self: Arc<Self>, connection: ConnectionId, address: String) {
-        let opened = self.open(&address).await;
+    async fn connect(
+        self: Arc<Self>,
+        connection: ConnectionId,
+        address: String,
+        upstream: Arc<tls::Upstream>,
+    ) {
+        let opened = self.open(&address, &upstream).await;
         let driver = {
             let mut st = self.lock();
             let now = self.clock.now();
@@ -313,13 +330,16 @@ impl PoolCell {
     async fn open(
         &self,
         address: &str,
+        upstream: &tls::Upstream,
     ) -> Result<(Conn, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>), ()> {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
             .await
             .map_err(drop)?
             .map_err(drop)?;
         let _ = tcp.set_nodelay(true);
-        let io = TokioIo::new(tcp);
+        // A failed handshake is a connect failure (logged by `connect`).
+        let stream = upstream.connect(tcp, address).await.map_err(drop)?;
+        let io = TokioIo::new(stream);
         if self.protocol == Protocol::Http2 {
             let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
                 .await

@@ -29,6 +29,7 @@ use crate::mesh::Mesh;
 use crate::metrics::{ConnectionLabels, Reporter, RequestLabels, RequestSample, TcpSeries};
 use crate::mirror::Mirrors;
 use crate::pool::Pools;
+use crate::tls::{Peer, Stream};
 use crate::{admin, inbound, outbound, trace};
 
 /// Where to listen; each listener is optional. Port 0 picks a free port.
@@ -173,8 +174,8 @@ impl Proxy {
                 destination_service: unknown(),
                 connection_security_policy: "none".to_owned(),
             });
-            tasks.spawn(accept_loop(l, limits, tcp, move |peer, req| {
-                outbound::handle(sc.clone(), peer, req)
+            tasks.spawn(accept_loop(l, limits, tcp, None, move |peer, req| {
+                outbound::handle(sc.clone(), peer.addr, req)
             }));
         }
         if let Some((l, app)) = self.inbound {
@@ -188,14 +189,15 @@ impl Proxy {
                 destination_service: inbound::service_fqdn(&mesh),
                 connection_security_policy: "none".to_owned(),
             });
-            tasks.spawn(accept_loop(l, limits, tcp, move |peer, req| {
+            let tls = Some((mesh.clone(), app.port()));
+            tasks.spawn(accept_loop(l, limits, tcp, tls, move |peer, req| {
                 inbound::handle(sc.clone(), app, peer, req)
             }));
         }
         if let Some(l) = self.admin {
             let mesh = mesh.clone();
             let tcp = Arc::new(TcpSeries::default());
-            tasks.spawn(accept_loop(l, limits, tcp, move |_, req| {
+            tasks.spawn(accept_loop(l, limits, tcp, None, move |_, req| {
                 std::future::ready(admin::handle(&mesh, &req))
             }));
         }
@@ -340,14 +342,18 @@ async fn await_protocol(tcp: &TcpStream) -> bool {
     }
 }
 
-/// Accepts connections and serves HTTP/1.1 and h2c on each with `handler`.
+/// Accepts connections and serves HTTP/1.1 and h2c on each with `handler`. With
+/// `inbound` (the mesh and the application's port), each connection is first
+/// accepted under the port's PeerAuthentication mode ([`Tls::accept`](crate::tls::Tls::accept)):
+/// mTLS, plaintext, or refused.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     limits: ServerLimits,
     tcp_metrics: Arc<TcpSeries>,
+    inbound: Option<(Arc<Mesh>, u16)>,
     handler: F,
 ) where
-    F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Arc<Peer>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -375,19 +381,33 @@ async fn accept_loop<F, Fut>(
         let handler = handler.clone();
         let builder = builder.clone();
         let tcp_metrics = tcp_metrics.clone();
+        let inbound = inbound.clone();
         tokio::spawn(async move {
             tcp_metrics.on_open();
             let _closed = OnDrop(Some(|| tcp_metrics.on_close()));
-            match tokio::time::timeout(limits.header_read_timeout, await_protocol(&tcp)).await {
-                Ok(true) => {}
-                Ok(false) | Err(_) => return,
+            let (stream, peer) = match inbound {
+                Some((mesh, port)) => {
+                    let mode = mesh.snapshot().inbound_mtls_mode(port);
+                    match mesh.tls.accept(tcp, peer, mode).await {
+                        Some(accepted) => accepted,
+                        None => return,
+                    }
+                }
+                None => (Stream::Plain(tcp), Peer::plaintext(peer)),
+            };
+            if let Stream::Plain(tcp) = &stream {
+                match tokio::time::timeout(limits.header_read_timeout, await_protocol(tcp)).await {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => return,
+                }
             }
             let io = CountingIo {
-                inner: tcp,
+                inner: stream,
                 series: tcp_metrics.clone(),
             };
+            let peer = Arc::new(peer);
             let service = service_fn(move |req| {
-                let fut = handler(peer, req);
+                let fut = handler(peer.clone(), req);
                 async move { Ok::<_, Infallible>(fut.await) }
             });
             // Malformed requests get hyper's 400; connection errors end the task.
@@ -409,7 +429,7 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
 
 /// A downstream connection that counts its bytes into the TCP metrics.
 struct CountingIo {
-    inner: TcpStream,
+    inner: Stream,
     series: Arc<TcpSeries>,
 }
 

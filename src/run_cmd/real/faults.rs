@@ -251,6 +251,7 @@ fn describe(kind: &FaultKind) -> String {
         FaultKind::LinkLoss { a, b, loss } => format!("loss {loss} {a} <-> {b}"),
         FaultKind::Hold { a, b } => format!("hold {a} <-> {b}"),
         FaultKind::CaOutage => "CA outage".to_owned(),
+        FaultKind::CaRotate { .. } => "CA root rotation".to_owned(),
         FaultKind::ControlPlaneOutage => "control plane outage".to_owned(),
         FaultKind::Config(_) => "config change".to_owned(),
         FaultKind::ClockSkew { selector: s, .. } => format!("clock skew {}", selector(s)),
@@ -275,7 +276,7 @@ fn apply(ctx: &Context, step: Step) {
     let fault = &ctx.sc.faults[step.index];
     let what = describe(&fault.kind);
     match &fault.kind {
-        FaultKind::ClockSkew { .. } | FaultKind::CaOutage => return, // in not_applied
+        FaultKind::ClockSkew { .. } | FaultKind::CaOutage | FaultKind::CaRotate { .. } => return, // in not_applied
         FaultKind::Kill(sel) => {
             let insts = ctx.select(sel);
             if step.start {

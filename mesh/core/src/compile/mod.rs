@@ -14,4 +14,4 @@ pub mod traffic;
 pub use routes::route_table;
 pub use security::{authorization_policies, peer_authentications};
 pub use snapshot::{Instance, ProxyId, Registry, RegistryService, Snapshot, snapshot};
-pub use traffic::{ClusterPolicy, cluster_policy};
+pub use traffic::{ClientTlsFiles, ClusterPolicy, cluster_policy};

@@ -69,6 +69,9 @@ pub struct ClusterPolicy {
     pub retry_limit: RetryLimit,
     /// The rule's `tls.mode`; `None` when it sets none (auto mTLS decides).
     pub client_tls: Option<ClientTlsMode>,
+    /// The rule's `tls` files, SNI and SAN checks (used by SIMPLE and MUTUAL, and the
+    /// SANs by ISTIO_MUTUAL); default when it sets none.
+    pub client_tls_files: ClientTlsFiles,
     /// `file:line` of the DestinationRule applied (the first, when several are merged).
     pub origin: Option<String>,
     /// Provenance, one line per setting: where it came from, or that it is a default;
@@ -90,6 +93,7 @@ impl ClusterPolicy {
             pool: ConnectionPoolLimits::default(),
             retry_limit: RetryLimit::default(),
             client_tls: None,
+            client_tls_files: ClientTlsFiles::default(),
             origin: None,
             applied: Vec::new(),
         }
@@ -201,6 +205,16 @@ pub fn cluster_policy(
     out.pool.retry_limit = out.retry_limit;
     let tls = c.pick("tls", |p| p.tls.as_ref());
     out.client_tls = client_tls(tls.as_ref(), &mut c.note);
+    if let Some(t) = &tls {
+        out.client_tls_files = ClientTlsFiles {
+            client_certificate: t.value.client_certificate.clone(),
+            private_key: t.value.private_key.clone(),
+            ca_certificates: t.value.ca_certificates.clone(),
+            sni: t.value.sni.clone(),
+            subject_alt_names: t.value.subject_alt_names.clone(),
+            insecure_skip_verify: t.value.insecure_skip_verify.unwrap_or(false),
+        };
+    }
     let tunnel = c.pick("tunnel", |p| p.tunnel.as_ref()).map(|t| t.loc(""));
     let proxy = (c.pick("proxyProtocol", |p| p.proxy_protocol.as_ref())).map(|t| t.loc(""));
     for (field, at) in [("tunnel", tunnel), ("proxyProtocol", proxy)] {
@@ -708,10 +722,28 @@ fn client_tls(
     if credentials.iter().any(|f| f.is_some()) || !t.subject_alt_names.is_empty() {
         let at = tls.loc("");
         note.push(format!(
-            "note: tls certificates, SNI and SAN checks ({at}) are not modelled"
+            "note: tls certificates, SNI and SAN checks ({at}) are used by the real \
+             sidecar only; the simulator does not model them"
         ));
     }
     Some(mode)
+}
+
+/// A DestinationRule's `tls` files and checks, as written (paths are the sidecar's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClientTlsFiles {
+    /// `clientCertificate` (MUTUAL): PEM chain file.
+    pub client_certificate: Option<String>,
+    /// `privateKey` (MUTUAL): PEM key file.
+    pub private_key: Option<String>,
+    /// `caCertificates` (SIMPLE, MUTUAL): PEM roots to verify the server with.
+    pub ca_certificates: Option<String>,
+    /// `sni`: the server name sent (and verified for SIMPLE/MUTUAL).
+    pub sni: Option<String>,
+    /// `subjectAltNames`: the server must present one of these.
+    pub subject_alt_names: Vec<String>,
+    /// `insecureSkipVerify`.
+    pub insecure_skip_verify: bool,
 }
 
 #[cfg(test)]

@@ -427,6 +427,26 @@ async fn subscribe(
     }
 }
 
+/// The certificate lifecycle for a lifetime of `ttl`: Istio's defaults (renew at
+/// half the lifetime ±10 %, backoff from 1 s doubling to 60 s, 10 s request timeout),
+/// scaled down for short lifetimes as the simulator scales them — a request may take
+/// a quarter of the lifetime, the first backoff is 1/60 of it — and the backoff is
+/// capped at half the lifetime, so a CA that comes back is noticed before a fresh
+/// certificate would be half used.
+fn lifecycle_for(ttl: std::time::Duration) -> LifecycleConfig {
+    use std::time::Duration;
+    let clamp = |d: Duration, lo: Duration, hi: Duration| d.max(lo).min(hi);
+    let ms = Duration::from_millis(1);
+    let backoff_base = clamp(ttl / 60, ms, Duration::from_secs(1));
+    LifecycleConfig {
+        ttl,
+        request_timeout: clamp(ttl / 4, ms, Duration::from_secs(10)),
+        backoff_base,
+        backoff_max: clamp(ttl / 2, backoff_base, Duration::from_secs(60)),
+        ..LifecycleConfig::default()
+    }
+}
+
 /// Starts the identity agent and waits for the first certificate (or `stop`, whose
 /// reason is then returned).
 async fn first_certificate(
@@ -438,10 +458,7 @@ async fn first_certificate(
     stop: &mut crate::control_cmd::Stop,
 ) -> Option<&'static str> {
     let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
-    let config = LifecycleConfig {
-        ttl,
-        ..LifecycleConfig::default()
-    };
+    let config = lifecycle_for(ttl);
     eprintln!(
         "meshrig proxy: requesting a certificate for {} from the CA",
         identity.id().as_str()

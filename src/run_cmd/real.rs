@@ -1,22 +1,25 @@
 //! `meshrig run --mode real` — the scenario on real processes and real sockets.
 //!
-//! The runner starts the control plane (`meshrig control`), then for every instance
-//! the application model (`meshrig app`) and its sidecar (`meshrig proxy --control`),
+//! The runner starts the control plane (`meshrig control`) and, with sidecars on both
+//! ends of a hop, the certificate authority (`meshrig ca serve`: every sidecar gets
+//! its SPIFFE certificate from it and renews it; the scenario's `mesh.mtls` becomes a
+//! mesh-wide PeerAuthentication), then for every instance the application model
+//! (`meshrig app`) and its sidecar (`meshrig proxy --control`),
 //! one client sidecar per zone the workload comes from, and a fault-injecting TCP
 //! relay ([`netfault::Link`]) between a caller's sidecars and an instance wherever the
 //! scenario's network latency or a link fault needs one. It drives the workload with
 //! the loadgen engine, applies the faults for real on the scenario's timeline (SIGKILL
-//! and restart, control plane down, config changes, app faults, link partitions,
-//! latency, loss-as-reset, hold/release), then stops everything and builds the
+//! and restart, control plane down, CA down, root rotation, config changes, app
+//! faults, link partitions, latency, loss-as-reset, hold/release), then stops everything and builds the
 //! result — the same schema as sim mode — from the load generator's observations and
 //! the applications' request logs.
 //!
-//! What only the simulator can do (clock skew, a CA and mTLS before issue 6, per-core
-//! CPU accounting) is listed in the result's `not_applied`, never skipped silently.
+//! What only the simulator can do (clock skew, per-core CPU accounting) is listed in the result's `not_applied`, never skipped silently.
 //! Latency thresholds depend on the machine: in real mode their verdicts are advisory.
 
 mod collect;
 mod faults;
+mod identity;
 mod plan;
 mod procs;
 
@@ -77,6 +80,12 @@ pub fn run(loaded: &Loaded, opts: &RealOptions) -> anyhow::Result<ScenarioResult
 
     let config_dir = opts.work_dir.join("config");
     write_config(loaded, &config_dir)?;
+    let ca = identity::CaPlan::new(sc, &plan, &opts.work_dir, opts.seed);
+    if ca.is_some()
+        && let Some(pa) = identity::mesh_peer_authentication(loaded)
+    {
+        std::fs::write(config_dir.join("000-mesh-mtls.yaml"), pa)?;
+    }
     let registry = opts.work_dir.join("registry.json");
     std::fs::write(
         &registry,
@@ -96,8 +105,11 @@ pub fn run(loaded: &Loaded, opts: &RealOptions) -> anyhow::Result<ScenarioResult
     if plan.proxies_per_hop > 0 {
         procs.start(control_spec(&plan, &config_dir, &registry), START_TIMEOUT)?;
     }
+    if let Some(ca) = &ca {
+        procs.start(ca.spec(), START_TIMEOUT)?;
+    }
     let links = runtime.block_on(faults::start_links(&plan, opts.seed))?;
-    let specs = instance_specs(&plan, opts, &control_url);
+    let specs = instance_specs(&plan, opts, &control_url, ca.as_ref());
     procs.start_all(specs, START_TIMEOUT)?;
     if !opts.quiet {
         eprintln!(
@@ -123,6 +135,7 @@ pub fn run(loaded: &Loaded, opts: &RealOptions) -> anyhow::Result<ScenarioResult
         plan: plan.clone(),
         procs: Arc::clone(&procs),
         links: links.iter().map(netfault::Link::handle).collect(),
+        ca: ca.clone(),
         events: Arc::clone(&events),
         t0,
         done: Arc::clone(&done),
@@ -175,8 +188,8 @@ pub fn run(loaded: &Loaded, opts: &RealOptions) -> anyhow::Result<ScenarioResult
         end_ns
     };
     let mut events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
-    let ejections = proxy_events(&plan, opts, t0_unix, &mut events);
-    let collected = collect::collect(sc, &plan, recs, events, duration_ns, &ejections);
+    let counts = proxy_events(&plan, opts, t0_unix, &mut events);
+    let collected = collect::collect(sc, &plan, recs, events, duration_ns, &counts);
     Ok(result(
         loaded,
         opts,
@@ -204,14 +217,15 @@ fn app_log(opts: &RealOptions, name: &str) -> PathBuf {
     opts.work_dir.join("logs").join(format!("{name}.app.jsonl"))
 }
 
-/// The sidecars' outlier events (JSON lines on their stderr) as result events, and
-/// the ejections per instance.
+/// The sidecars' events (JSON lines on their stderr: outlier detection, the
+/// certificate lifecycle, refused mTLS handshakes) and the CA's (root rotation) as
+/// result events, and per instance the ejections, certificates and expiries.
 fn proxy_events(
     plan: &Plan,
     opts: &RealOptions,
     t0_unix: u64,
     events: &mut Vec<Event>,
-) -> BTreeMap<String, u64> {
+) -> BTreeMap<String, collect::Counts> {
     // An endpoint address is an instance's serving port, or a link's port to it.
     let mut by_port: BTreeMap<u16, &str> = BTreeMap::new();
     for i in &plan.insts {
@@ -220,12 +234,13 @@ fn proxy_events(
     for l in &plan.links {
         by_port.insert(l.port, &plan.insts[l.dest].name);
     }
-    let mut ejections = BTreeMap::new();
+    let mut counts: BTreeMap<String, collect::Counts> = BTreeMap::new();
     let sidecars = plan
         .insts
         .iter()
         .map(|i| format!("{}.proxy", i.name))
-        .chain(plan.clients.iter().map(|c| format!("{}.proxy", c.name)));
+        .chain(plan.clients.iter().map(|c| format!("{}.proxy", c.name)))
+        .chain(std::iter::once("ca".to_owned()));
     for proxy in sidecars {
         let path = opts.work_dir.join("logs").join(format!("{proxy}.stderr"));
         let Ok(text) = std::fs::read_to_string(&path) else {
@@ -247,7 +262,13 @@ fn proxy_events(
             if kind == "ejection"
                 && let Some(t) = target
             {
-                *ejections.entry(t.to_owned()).or_insert(0) += 1;
+                counts.entry(t.to_owned()).or_default().ejections += 1;
+            }
+            let own = proxy.trim_end_matches(".proxy").to_owned();
+            match kind.as_str() {
+                "cert_issued" => counts.entry(own).or_default().certs_issued += 1,
+                "cert_expired" => counts.entry(own).or_default().cert_expiries += 1,
+                _ => {}
             }
             // The sidecar names endpoints by address; the result by instance, as the
             // simulator does (the wording is mesh-core's, shared by both).
@@ -316,21 +337,19 @@ fn proxy_events(
             }
         }
     }
-    ejections
+    counts
 }
 
 /// What real mode cannot reproduce, said up front: (`not_applied`, warnings).
 fn unsupported(sc: &Scenario) -> (Vec<String>, Vec<String>) {
     let mut not_applied = Vec::new();
     let mut warnings = Vec::new();
-    if sc.mesh.proxies_per_hop > 0 && sc.mesh.mtls != MtlsSetting::Disable {
-        not_applied.push(format!(
-            "mesh.mtls {}: mTLS between sidecars is not built yet (issue 6); real mode ran plaintext",
-            match sc.mesh.mtls {
-                MtlsSetting::Strict => "STRICT",
-                _ => "PERMISSIVE",
-            }
-        ));
+    if sc.mesh.proxies_per_hop == 1 && sc.mesh.mtls != MtlsSetting::Disable {
+        warnings.push(
+            "proxiesPerHop 1: no callee sidecar terminates mTLS, so no certificates are issued \
+             and hops are plaintext (as in the simulator)"
+                .to_owned(),
+        );
     }
     if sc.mesh.proxies_per_hop == 1 {
         warnings.push(
@@ -342,8 +361,8 @@ fn unsupported(sc: &Scenario) -> (Vec<String>, Vec<String>) {
     for (i, f) in sc.faults.iter().enumerate() {
         let why = match &f.kind {
             FaultKind::ClockSkew { .. } => Some("clock skew exists only in the simulator"),
-            FaultKind::CaOutage | FaultKind::CaRotate { .. } => {
-                Some("the certificate authority is not built yet (issue 6)")
+            FaultKind::CaOutage | FaultKind::CaRotate { .. } if sc.mesh.proxies_per_hop < 2 => {
+                Some("no CA runs without sidecars on both ends of a hop (proxiesPerHop 2)")
             }
             _ => None,
         };
@@ -452,7 +471,12 @@ fn sidecar_args(
 }
 
 /// Every instance's app and sidecar, and the client sidecars.
-fn instance_specs(plan: &Plan, opts: &RealOptions, control_url: &str) -> Vec<Spec> {
+fn instance_specs(
+    plan: &Plan,
+    opts: &RealOptions,
+    control_url: &str,
+    ca: Option<&identity::CaPlan>,
+) -> Vec<Spec> {
     let mut specs = Vec::new();
     let addr = |port: u16| format!("127.0.0.1:{port}");
     for (k, inst) in plan.insts.iter().enumerate() {
@@ -521,6 +545,9 @@ fn instance_specs(plan: &Plan, opts: &RealOptions, control_url: &str) -> Vec<Spe
                     addr(inst.app_port),
                 ]);
             }
+            if let Some(ca) = ca {
+                args.extend(ca.sidecar_flags(&inst.namespace, &inst.service_account));
+            }
             specs.push(Spec {
                 name: format!("{}.proxy", inst.name),
                 args,
@@ -545,6 +572,9 @@ fn instance_specs(plan: &Plan, opts: &RealOptions, control_url: &str) -> Vec<Spe
             "--access-log".into(),
             access_log(opts, &c.name).display().to_string(),
         ]);
+        if let Some(ca) = ca {
+            args.extend(ca.sidecar_flags("default", "client"));
+        }
         specs.push(Spec {
             name: format!("{}.proxy", c.name),
             args,

@@ -66,6 +66,9 @@ pub struct Entry {
     pub reporter: &'static str,
     /// Upstream tries made.
     pub attempts: u32,
+    /// The downstream peer's SPIFFE ID when it connected with mTLS (Envoy's
+    /// `%DOWNSTREAM_PEER_URI_SAN%`), inbound only.
+    pub downstream_peer_uri_san: Option<String>,
 }
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2024-05-01T12:00:00.123Z`.
@@ -208,6 +211,7 @@ mod tests {
             downstream_remote_address: "127.0.0.1:2".into(),
             reporter: "source",
             attempts: 1,
+            downstream_peer_uri_san: None,
         }
     }
 

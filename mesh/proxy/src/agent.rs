@@ -158,8 +158,16 @@ pub async fn run(
             let now = clock.now();
             let events = match answer {
                 Ok((signed, key_pem)) => {
-                    let not_before = to_time(&clock, signed.not_before);
+                    // The CA backdates `not_before` (so a verifier whose clock is a
+                    // little behind accepts the certificate); the renewal schedule
+                    // counts the lifetime from when the certificate arrived.
                     let not_after = to_time(&clock, signed.not_after);
+                    let written = to_time(&clock, signed.not_before);
+                    let not_before = if now < not_after {
+                        written.max(now)
+                    } else {
+                        written
+                    };
                     let events = lc.on_issued(now, not_before, not_after, &mut rng);
                     let accepted = events
                         .iter()

@@ -260,6 +260,8 @@ impl Sidecar {
             downstream_remote_address: x.peer.to_string(),
             reporter: x.labels.reporter.as_str(),
             attempts: x.attempts,
+            downstream_peer_uri_san: (x.labels.connection_security_policy == "mutual_tls")
+                .then(|| x.labels.source_principal.clone()),
         });
     }
 }

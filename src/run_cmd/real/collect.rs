@@ -82,6 +82,17 @@ pub fn read_app_log(path: &Path, inst: usize, t0_unix_ns: u64, out: &mut Vec<Rec
     bad
 }
 
+/// What the sidecars' logs say of one instance.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    /// Times another sidecar ejected it.
+    pub ejections: u64,
+    /// Certificates its sidecar was issued.
+    pub certs_issued: u64,
+    /// Times its sidecar's certificate expired before a renewal.
+    pub cert_expiries: u64,
+}
+
 /// The recorder's output plus per-instance counts.
 #[derive(Debug)]
 pub struct Collected {
@@ -97,7 +108,7 @@ pub fn collect(
     mut recs: Vec<Rec>,
     events: Vec<Event>,
     duration_ns: u64,
-    ejections: &BTreeMap<String, u64>,
+    counts: &BTreeMap<String, Counts>,
 ) -> Collected {
     let windows = scenario::windows_needed(&sc.assertions);
     let mut m = RunRecorder::new(windows, 1_000);
@@ -185,17 +196,20 @@ pub fn collect(
         .insts
         .iter()
         .zip(&served)
-        .map(|(i, (n, errors))| InstanceStats {
-            name: i.name.clone(),
-            service: i.service.clone(),
-            version: i.version.clone(),
-            zone: i.zone.clone(),
-            requests_served: *n,
-            errors_served: *errors,
-            ejections: ejections.get(&i.name).copied().unwrap_or(0),
-            cpu_utilization: 0.0,
-            certs_issued: 0,
-            cert_expiries: 0,
+        .map(|(i, (n, errors))| {
+            let c = counts.get(&i.name).copied().unwrap_or_default();
+            InstanceStats {
+                name: i.name.clone(),
+                service: i.service.clone(),
+                version: i.version.clone(),
+                zone: i.zone.clone(),
+                requests_served: *n,
+                errors_served: *errors,
+                ejections: c.ejections,
+                cpu_utilization: 0.0,
+                certs_issued: c.certs_issued,
+                cert_expiries: c.cert_expiries,
+            }
         })
         .collect();
     Collected {

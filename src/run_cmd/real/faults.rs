@@ -70,6 +70,8 @@ pub struct Context {
     pub stop: Arc<AtomicBool>,
     pub config_dir: PathBuf,
     pub scenario_dir: PathBuf,
+    /// The CA, when sidecars have certificates.
+    pub ca: Option<super::identity::CaPlan>,
 }
 
 /// One step of the timeline: fault `index` starts (`true`) or ends.
@@ -276,7 +278,27 @@ fn apply(ctx: &Context, step: Step) {
     let fault = &ctx.sc.faults[step.index];
     let what = describe(&fault.kind);
     match &fault.kind {
-        FaultKind::ClockSkew { .. } | FaultKind::CaOutage | FaultKind::CaRotate { .. } => return, // in not_applied
+        FaultKind::ClockSkew { .. } => return, // in not_applied
+        FaultKind::CaOutage | FaultKind::CaRotate { .. } if ctx.ca.is_none() => return,
+        FaultKind::CaOutage => {
+            let mut p = ctx.procs();
+            if step.start {
+                p.kill("ca");
+            } else if let Err(e) = p.restart("ca", Duration::from_secs(20)) {
+                drop(p);
+                ctx.log("fault", "ca", format!("CA restart failed: {e}"));
+            }
+        }
+        FaultKind::CaRotate { overlap_ns } => {
+            let rotated = match (&ctx.ca, std::env::current_exe()) {
+                (Some(ca), Ok(exe)) => ca.rotate(&exe, Duration::from_nanos(*overlap_ns)),
+                (_, Err(e)) => Err(format!("cannot find the meshrig binary: {e}")),
+                (None, _) => Ok(()),
+            };
+            if let Err(e) = rotated {
+                ctx.log("fault", "ca", format!("root rotation refused: {e}"));
+            }
+        }
         FaultKind::Kill(sel) => {
             let insts = ctx.select(sel);
             if step.start {

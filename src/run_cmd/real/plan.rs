@@ -80,6 +80,8 @@ pub struct Plan {
     pub clients: Vec<ClientSidecar>,
     pub links: Vec<LinkPlan>,
     pub control_port: u16,
+    /// The CA's API port (used when sidecars get certificates).
+    pub ca_port: u16,
     pub proxies_per_hop: u8,
     /// Things the plan could not reproduce exactly.
     pub warnings: Vec<String>,
@@ -250,11 +252,13 @@ impl Plan {
             }
         }
         let control_port = ports.take()?;
+        let ca_port = ports.take()?;
         Ok(Plan {
             insts,
             clients,
             links,
             control_port,
+            ca_port,
             proxies_per_hop,
             warnings,
         })

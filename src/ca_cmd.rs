@@ -120,8 +120,10 @@ struct ServeArgs {
     trust_domain: String,
     #[command(flatten)]
     files: CaFiles,
-    /// Directory for root-cert.pem (the trust bundle, rewritten whenever it changes)
-    /// and a generated admin-token (created if missing).
+    /// Directory for root-cert.pem (the trust bundle, rewritten whenever it changes),
+    /// a generated admin-token (created if missing), and a generated root's
+    /// signing-cert.pem and signing-key.pem (0600): a CA restarted with the same
+    /// directory signs with the same root.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Bootstrap tokens file (JSON list of {token, namespace, serviceAccount}).
@@ -311,16 +313,41 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             .insert(&token, &id.namespace, &id.service_account)
             .map_err(|e| usage(format!("--token '{value}': {e}")))?;
     }
-    let ca = load_or_generate(&a.trust_domain, &a.files)?;
-    let origin = if a.files.ca_cert.is_some() {
-        "loaded from --ca-cert (rotation refused: restart with new files)"
-    } else {
-        "a generated root"
-    };
     if let Some(dir) = &a.state_dir {
         std::fs::create_dir_all(dir)
             .map_err(|e| usage(format!("--state-dir {}: {e}", dir.display())))?;
     }
+    // A generated root is kept in the state directory, so a restarted CA signs with
+    // the root its workloads already trust.
+    let saved = a
+        .state_dir
+        .as_ref()
+        .filter(|_| a.files.ca_cert.is_none())
+        .map(|d| (d.join("signing-cert.pem"), d.join("signing-key.pem")))
+        .filter(|(c, k)| c.exists() && k.exists());
+    let (ca, origin) = match &saved {
+        Some((cert, key)) => (
+            Ca::restore(
+                &a.trust_domain,
+                &read(cert, "--state-dir")?,
+                &read(key, "--state-dir")?,
+            )
+            .map_err(|e| usage(format!("--state-dir {}: {e}", cert.display())))?,
+            "the generated root saved in --state-dir",
+        ),
+        None if a.files.ca_cert.is_some() => (
+            load_or_generate(&a.trust_domain, &a.files)?,
+            "loaded from --ca-cert (rotation refused: restart with new files)",
+        ),
+        None => {
+            let ca = load_or_generate(&a.trust_domain, &a.files)?;
+            if let Some(dir) = &a.state_dir {
+                write(dir, "signing-cert.pem", ca.cert_pem())?;
+                write(dir, "signing-key.pem", &ca.key_pem())?;
+            }
+            (ca, "a generated root")
+        }
+    };
     let admin_token = match (&a.admin_token, &a.state_dir) {
         (Some(t), _) => {
             if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
@@ -358,6 +385,9 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     config.default_ttl = a.ttl;
     config.max_ttl = a.max_ttl;
     config.bundle_file = a.state_dir.as_ref().map(|d| d.join("root-cert.pem"));
+    if a.files.ca_cert.is_none() {
+        config.signing_dir.clone_from(&a.state_dir);
+    }
     config.extra_names = a.san.clone();
     config.sign_on = if a.sign_on == "blocking" {
         SignOn::Blocking

@@ -253,7 +253,10 @@ fn proxy_events(
             let Some(kind) = v["event"].as_str().map(str::to_owned) else {
                 continue;
             };
-            let unix = v["unix_ns"].as_u64().unwrap_or(0);
+            let unix = v["unix_ns"]
+                .as_u64()
+                .or_else(|| v["ts_unix_ms"].as_u64().map(|ms| ms * 1_000_000))
+                .unwrap_or(0);
             let address = v["endpoint"].as_str();
             let target = address
                 .and_then(|a| a.rsplit_once(':'))

@@ -235,6 +235,20 @@ impl Ca {
         Ok(ca)
     }
 
+    /// A root this CA generated earlier and saved (`signing-cert.pem` and
+    /// `signing-key.pem` of `ca serve --state-dir`): loaded as [`Origin::Generated`],
+    /// so it can still be rotated. Refuses a certificate that is not self-signed.
+    pub fn restore(trust_domain: &str, cert_pem: &str, key_pem: &str) -> Result<Ca, CaError> {
+        let mut ca = Ca::load(trust_domain, cert_pem, key_pem)?;
+        if !ca.chain_pem.is_empty() {
+            return Err(CaError::Chain(
+                "a saved root must be self-signed; this is an intermediate".to_owned(),
+            ));
+        }
+        ca.origin = Origin::Generated;
+        Ok(ca)
+    }
+
     /// The trust domain.
     pub fn trust_domain(&self) -> &str {
         &self.trust_domain
@@ -629,5 +643,29 @@ mod tests {
         let broken = format!("{int_pem}{}", stranger.cert_pem());
         let err = Ca::load("cluster.local", &broken, &int_key).unwrap_err();
         assert!(err.to_string().contains("is not signed by"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod restore_tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_root_is_restored_as_generated_and_signs_leaves_that_chain_to_it() {
+        let ca = Ca::generate("cluster.local").unwrap();
+        let back = Ca::restore("cluster.local", ca.cert_pem(), &ca.key_pem()).unwrap();
+        assert_eq!(back.origin(), Origin::Generated);
+        assert_eq!(back.bundle_pem(), ca.bundle_pem());
+        let leaf = back
+            .issue("default", "reviews", Duration::from_secs(60))
+            .unwrap();
+        let (_, cert) = x509_parser::pem::parse_x509_pem(leaf.cert_pem.as_bytes()).unwrap();
+        let cert = cert.parse_x509().unwrap();
+        let (_, root) = x509_parser::pem::parse_x509_pem(ca.cert_pem().as_bytes()).unwrap();
+        let root = root.parse_x509().unwrap();
+        assert!(cert.verify_signature(Some(root.public_key())).is_ok());
+        // A key that is not the certificate's is refused.
+        let other = Ca::generate("cluster.local").unwrap();
+        assert!(Ca::restore("cluster.local", ca.cert_pem(), &other.key_pem()).is_err());
     }
 }

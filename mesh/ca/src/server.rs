@@ -86,6 +86,11 @@ pub struct ServerConfig {
     /// A file rewritten (atomically) with the trust bundle whenever it changes, and at
     /// start. Default `None`.
     pub bundle_file: Option<PathBuf>,
+    /// A directory where the signing root's certificate and key are kept
+    /// (`signing-cert.pem`, `signing-key.pem` 0600), rewritten when signing switches
+    /// roots, so a restarted CA ([`crate::Ca::restore`]) signs with the same root.
+    /// Default `None`.
+    pub signing_dir: Option<PathBuf>,
     /// More SANs for the API's certificate: IP addresses or DNS names. Default none.
     pub extra_names: Vec<String>,
     /// Where signing runs. Default [`SignOn::Inline`].
@@ -103,6 +108,7 @@ impl ServerConfig {
             admin_token: None,
             default_ttl: DEFAULT_TTL,
             max_ttl: DEFAULT_TTL,
+            signing_dir: None,
             bundle_file: None,
             extra_names: Vec::new(),
             sign_on: SignOn::Inline,
@@ -155,6 +161,7 @@ struct Shared {
     default_ttl: Duration,
     max_ttl: Duration,
     bundle_file: Option<PathBuf>,
+    signing_dir: Option<PathBuf>,
     sign_on: SignOn,
     dns_names: Vec<String>,
     ips: Vec<IpAddr>,
@@ -240,6 +247,7 @@ impl CaServer {
             default_ttl: config.default_ttl,
             max_ttl: config.max_ttl,
             bundle_file: config.bundle_file,
+            signing_dir: config.signing_dir,
             sign_on: config.sign_on,
             dns_names,
             ips,
@@ -377,6 +385,16 @@ impl Shared {
         let signer = Arc::clone(control.roots.signer());
         let bundle_pem = control.roots.bundle_pem();
         let signer_changed = !Arc::ptr_eq(&signer, &control.cert_issuer);
+        if signer_changed && let Some(dir) = &self.signing_dir {
+            let key = signer.key_pem();
+            let written = write_atomically(&dir.join("signing-cert.pem"), signer.cert_pem())
+                .and_then(|()| write_secret(&dir.join("signing-key.pem"), &key));
+            if let Err(e) = written {
+                log_event(&serde_json::json!({
+                    "event": "signing_root_write_failed", "dir": dir.display().to_string(), "error": e.to_string(),
+                }));
+            }
+        }
         if signer_changed || now >= control.cert_renew_at {
             let dns: Vec<&str> = self.dns_names.iter().map(String::as_str).collect();
             match server_cert(&signer, &dns, &self.ips, now) {
@@ -443,11 +461,22 @@ async fn run_timer(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<b
         let mut control = shared.control();
         let changes = control.roots.handle_timeout(now);
         for change in &changes {
-            let (event, phase) = match change {
-                Change::SigningSwitched => ("signing_switched", control.roots.phase()),
-                Change::OldRootDropped => ("old_root_dropped", Phase::Steady),
+            // The simulator's event names, so one scenario's assertions hold in both.
+            let (event, phase, message) = match change {
+                Change::SigningSwitched => (
+                    "root_signing_switched",
+                    control.roots.phase(),
+                    "the new root signs from now on; both roots are still trusted",
+                ),
+                Change::OldRootDropped => (
+                    "root_retired",
+                    Phase::Steady,
+                    "the old root is no longer in the trust bundle",
+                ),
             };
-            log_event(&serde_json::json!({"event": event, "phase": phase.as_str()}));
+            log_event(&serde_json::json!({
+                "event": event, "phase": phase.as_str(), "unix_ns": unix_ns(now), "message": message,
+            }));
         }
         shared.publish(&mut control, now);
     }
@@ -731,7 +760,13 @@ async fn rotate(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Reject>
         "bundle": bundle,
     });
     log_event(&serde_json::json!({
-        "event": "rotation_started",
+        "event": "root_rotation_started",
+        "unix_ns": unix_ns(SystemTime::now()),
+        "message": format!(
+            "a new root is trusted alongside the old one; it signs in {} s, the old root is dropped in {} s",
+            request.overlap_s as f64 / 2.0,
+            request.overlap_s
+        ),
         "overlap_s": request.overlap_s,
         "switch_at": unix_s(switch_at),
         "drop_old_at": unix_s(drop_old_at),
@@ -797,6 +832,30 @@ fn unix_ms() -> u64 {
 
 /// Writes `text` to `path` through a temporary file and a rename, so a reader never
 /// sees half a bundle.
+/// Nanoseconds since the Unix epoch, for event lines.
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// [`write_atomically`] for a private key: readable by its owner only.
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
 fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");

@@ -213,8 +213,8 @@ fn no_child_outlives_a_sigkilled_runner() {
     std::fs::write(&file, LONG).unwrap();
     let (mut child, _rx) = start_run(&file, &dir.path("out"));
     let kids = children_of(child.id());
-    // control plane, two apps, two sidecars, one client sidecar
-    assert_eq!(kids.len(), 6, "children {kids:?}");
+    // control plane, CA, two apps, two sidecars, one client sidecar
+    assert_eq!(kids.len(), 7, "children {kids:?}");
     child.kill().unwrap();
     child.wait().unwrap();
     wait_all_gone(&kids, "after SIGKILL");

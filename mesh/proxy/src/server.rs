@@ -390,9 +390,12 @@ async fn accept_loop<F, Fut>(
             let (stream, peer) = match inbound {
                 Some((mesh, port)) => {
                     let mode = mesh.snapshot().inbound_mtls_mode(port);
-                    match mesh.tls.accept(tcp, peer, mode).await {
-                        Some(accepted) => accepted,
-                        None => return,
+                    // A client that never sends its first byte (or stalls in the TLS
+                    // handshake) is cut off like a slow request head.
+                    let accept = mesh.tls.accept(tcp, peer, mode);
+                    match tokio::time::timeout(limits.header_read_timeout, accept).await {
+                        Ok(Some(accepted)) => accepted,
+                        Ok(None) | Err(_) => return,
                     }
                 }
                 None => (Stream::Plain(tcp), Peer::plaintext(peer)),

@@ -225,6 +225,28 @@ fn reviews(pki: &Pki, istio: &str) -> (Sidecar, Server) {
     (proxy, app)
 }
 
+/// A `sleep` client sidecar (outbound) with its certificate from `pki`, routing by
+/// `registry`.
+fn sleep_with_identity(pki: &Pki, registry: &str) -> Sidecar {
+    let (cert, key) = pki.leaf("sleep", LeafSpec::good("sleep"));
+    let (c, k, b) = (
+        cert.display().to_string(),
+        key.display().to_string(),
+        pki.bundle().display().to_string(),
+    );
+    let flags = [
+        "--outbound",
+        "127.0.0.1:0",
+        "--cert",
+        &c,
+        "--key",
+        &k,
+        "--bundle",
+        &b,
+    ];
+    sidecar("sleep", "", registry, &flags)
+}
+
 /// curl's status code for `url` (0 when the connection failed), with `args`.
 fn curl(url: &str, args: &[&str]) -> u16 {
     let out = Command::new("curl")
@@ -408,27 +430,7 @@ fn sidecars_speak_istio_mutual_and_a_sidecar_without_identity_is_refused() {
     let pki = Pki::new();
     let (server, _app) = reviews(&pki, &peer_authentication("STRICT"));
     let reg = registry("reviews", server.addr("inbound"));
-    let (cert, key) = pki.leaf("sleep", LeafSpec::good("sleep"));
-    let (c, k, b) = (
-        cert.display().to_string(),
-        key.display().to_string(),
-        pki.bundle().display().to_string(),
-    );
-    let client = sidecar(
-        "sleep",
-        "",
-        &reg,
-        &[
-            "--outbound",
-            "127.0.0.1:0",
-            "--cert",
-            &c,
-            "--key",
-            &k,
-            "--bundle",
-            &b,
-        ],
-    );
+    let client = sleep_with_identity(&pki, &reg);
     let (status, _) = crate::support::http_get_host(client.addr("outbound"), "reviews", "/");
     assert_eq!(status, 200, "client log:\n{}", client.log());
     let metrics = server.metrics();
@@ -461,27 +463,7 @@ fn istio_mutual_checks_the_server_is_the_endpoint_identity() {
         r#"{{"services": [{{"name": "reviews", "instances": [{{"address": "{}", "labels": {{"app": "reviews"}}, "service_account": "ratings"}}]}}]}}"#,
         server.addr("inbound")
     );
-    let (cert, key) = pki.leaf("sleep", LeafSpec::good("sleep"));
-    let (c, k, b) = (
-        cert.display().to_string(),
-        key.display().to_string(),
-        pki.bundle().display().to_string(),
-    );
-    let client = sidecar(
-        "sleep",
-        "",
-        &reg,
-        &[
-            "--outbound",
-            "127.0.0.1:0",
-            "--cert",
-            &c,
-            "--key",
-            &k,
-            "--bundle",
-            &b,
-        ],
-    );
+    let client = sleep_with_identity(&pki, &reg);
     let (status, _) = crate::support::http_get_host(client.addr("outbound"), "reviews", "/");
     assert_eq!(status, 503);
     client.wait_for_log(&["unexpected_identity", "sa/reviews", "sa/ratings"]);

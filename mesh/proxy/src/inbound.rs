@@ -15,7 +15,7 @@ use http::header::HOST;
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use mesh_core::security::authz::{Access, DEFAULT_ROOT_NAMESPACE};
-use mesh_core::security::{RequestAttributes, SpiffeId, evaluate};
+use mesh_core::security::{RequestAttributes, evaluate};
 
 use crate::body::ProxyBody;
 use crate::flags;
@@ -42,7 +42,7 @@ pub async fn handle(
     let mesh = &sidecar.mesh;
     let (mut exchange, request) = Exchange::start(mesh, Reporter::Destination, peer.addr, request);
     if let Some(p) = &peer.principal {
-        exchange.labels.source_principal = p.to_string();
+        exchange.labels.source_principal = p.as_str().to_owned();
     }
     exchange.labels.connection_security_policy = peer.security_policy().to_owned();
     let started = Instant::now();
@@ -85,9 +85,7 @@ async fn authorize_and_forward(
     let host = request_authority(&parts);
     let mut attributes = RequestAttributes::http(parts.method.as_str(), &path, &host, app.port());
     attributes.source_ip = Some(peer.addr.ip());
-    if let Some(p) = &peer.principal
-        && let Ok(id) = p.parse::<SpiffeId>()
-    {
+    if let Some(id) = &peer.principal {
         attributes.source_principal = Some(id.istio_principal().to_owned());
         attributes.source_namespace = id.namespace().map(str::to_owned);
     }

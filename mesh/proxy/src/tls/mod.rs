@@ -128,7 +128,7 @@ impl AsyncWrite for Stream {
 pub struct Peer {
     pub addr: SocketAddr,
     /// The authenticated SPIFFE ID (mTLS only).
-    pub principal: Option<Arc<str>>,
+    pub principal: Option<Arc<SpiffeId>>,
 }
 
 impl Peer {
@@ -537,7 +537,7 @@ impl Tls {
                         let td = self.identity.as_ref()?.trust_domain();
                         verify::check_leaf(leaf, td, &[]).ok()
                     })
-                    .map(|id| Arc::<str>::from(id.as_str()));
+                    .map(Arc::new);
                 Some((Stream::Server(Box::new(tls)), Peer { addr, principal }))
             }
             Ok(Err(e)) => {
